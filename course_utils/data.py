@@ -23,6 +23,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +128,8 @@ def _locate(directory: Path, name: str) -> Path | None:
     return None
 
 
-def _missing(directory: Path) -> list[str]:
-    return [name for name in MNIST_FILES if _locate(directory, name) is None]
+def _missing(directory: Path, files: dict[str, MNISTFile] = MNIST_FILES) -> list[str]:
+    return [name for name in files if _locate(directory, name) is None]
 
 
 def _how_to_fix() -> str:
@@ -183,20 +184,22 @@ def _file_name(kind: str, what: str) -> str:
     raise ValueError(f"kind must be one of {KINDS} and what 'images' or 'labels', got {kind!r}, {what!r}")
 
 
-def verify_mnist_file(path: os.PathLike | str, name: str | None = None) -> None:
+def verify_mnist_file(
+    path: os.PathLike | str, name: str | None = None, files: dict[str, MNISTFile] = MNIST_FILES
+) -> None:
     """Check a (possibly gzipped) MNIST file against the published SHA-256 of its uncompressed bytes.
 
-    ``name`` defaults to the file name without ``.gz``. Raises `ChecksumError` on a mismatch and
+    ``name`` defaults to the file name without ``.gz``; ``files`` is the catalogue of expected facts. Raises `ChecksumError` on a mismatch and
     `IDXFormatError` if a gzip stream is damaged.
     """
     path = Path(path)
     name = name or path.name.removesuffix(".gz")
-    facts = MNIST_FILES[name]
+    facts = files[name]
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise IDXFormatError(path, f"gzip data is damaged ({error})") from error
     digest = hashlib.sha256(data).hexdigest()
     if digest != facts.sha256:
@@ -212,22 +215,24 @@ def download_mnist(
     mirrors: tuple[str, ...] = MIRRORS,
     timeout: float = 30,
     progress: bool = True,
+    files: dict[str, MNISTFile] = MNIST_FILES,
 ) -> Path:
     """Download the MNIST files missing from ``destination`` (default: the cache) and return it.
 
     Each file is tried on every mirror in turn, streamed into a temporary file beside its target with a
     progress bar, checked against the published checksum, and only then renamed into place. A failed or
     corrupted download never replaces a good file and never leaves a partial file behind. Raises
-    `DownloadError` if some file could not be had from any mirror.
+    `DownloadError` if some file could not be had from any mirror. ``files`` is the catalogue of names and
+    checksums to fetch (all of MNIST by default).
     """
     destination = Path(destination) if destination is not None else cache_dir()
     destination.mkdir(parents=True, exist_ok=True)
-    for name in _missing(destination):
+    for name in _missing(destination, files):
         failures = []
         for mirror in mirrors:
             url = mirror.rstrip("/") + f"/{name}.gz"
             try:
-                _fetch_verified(url, destination / f"{name}.gz", name, timeout, progress)
+                _fetch_verified(url, destination / f"{name}.gz", name, files, timeout, progress)
                 break
             except (OSError, ValueError) as error:  # network errors, HTTP errors, checksum mismatches
                 failures.append(f"  {url}: {error}")
@@ -236,7 +241,9 @@ def download_mnist(
     return destination
 
 
-def _fetch_verified(url: str, target: Path, name: str, timeout: float, progress: bool) -> None:
+def _fetch_verified(
+    url: str, target: Path, name: str, files: dict[str, MNISTFile], timeout: float, progress: bool
+) -> None:
     from tqdm.auto import tqdm
 
     fd, part = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -247,7 +254,7 @@ def _fetch_verified(url: str, target: Path, name: str, timeout: float, progress:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
-        verify_mnist_file(part, name)
+        verify_mnist_file(part, name, files)
         os.replace(part, target)
     except BaseException:
         os.unlink(part)
