@@ -47,6 +47,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot compress better than about 1032:1, so a gzip file of n bytes holds at most this much.
 _DEFLATE_MAX_RATIO = 1032
 _CHUNK = 1 << 20
+_NUMPY_MAX_DIMS = 64
 
 
 class IDXFormatError(ValueError):
@@ -67,7 +68,7 @@ class IDXHeader:
 
     @property
     def magic_number(self) -> int:
-        code = next(c for c, dt in IDX_TYPE_CODES.items() if dt == self.dtype)
+        code = _CODE_FOR_KIND_SIZE[self.dtype.kind, self.dtype.itemsize]
         return (code << 8) | len(self.shape)
 
     @property
@@ -113,7 +114,14 @@ def _parse_header(f, path: Path) -> IDXHeader:
             path, f"header declares {ndim} dimensions ({4 * ndim} bytes of sizes) "
             f"but the file ends after {len(dims)} of them"
         )
-    return IDXHeader(IDX_TYPE_CODES[code], struct.unpack(f">{ndim}I", dims))
+    shape = struct.unpack(f">{ndim}I", dims)
+    dtype = IDX_TYPE_CODES[code]
+    if ndim > _NUMPY_MAX_DIMS:
+        raise IDXFormatError(path, f"header declares {ndim} dimensions; NumPy arrays have at most {_NUMPY_MAX_DIMS}")
+    # NumPy refuses shapes whose byte count overflows, even with a zero-length dimension among them.
+    if prod(n for n in shape if n) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise IDXFormatError(path, f"header declares shape {shape}, too large for any array")
+    return IDXHeader(dtype, shape)
 
 
 class _GzipStream:
@@ -145,20 +153,21 @@ class _GzipStream:
 
     def _inflate(self, limit: int) -> bytes:
         while True:
+            if self._inflater.eof:
+                # What follows a finished member is in unused_data only; zlib may still show part of
+                # it in unconsumed_tail, which must not be fed in a second time.
+                rest = self._inflater.unused_data
+                if not rest:
+                    return b""
+                if not rest.startswith(_GZIP_MAGIC):
+                    raise gzip.BadGzipFile(f"{len(rest)} bytes after the end of the gzip stream")
+                self._pending, self._inflater = rest, zlib.decompressobj(wbits=31)
             data = self._inflater.decompress(self._pending, limit)
             self._pending = self._inflater.unconsumed_tail
             if data:
                 return data
-            if not self._inflater.eof:
-                if self._pending:
-                    continue
+            if not self._inflater.eof and not self._pending:
                 raise EOFError("the compressed data ends before the end-of-stream marker")
-            rest = self._inflater.unused_data
-            if not rest:
-                return b""
-            if not rest.startswith(_GZIP_MAGIC):
-                raise gzip.BadGzipFile(f"{len(rest)} bytes after the end of the gzip stream")
-            self._pending, self._inflater = rest, zlib.decompressobj(wbits=31)
 
     def __enter__(self):
         return self
@@ -291,8 +300,15 @@ def write_idx(
             out.write(memoryview(data.reshape(-1).view(np.uint8)))
             if compress:
                 out.close()
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp_name, path)
     except BaseException:
         os.unlink(tmp_name)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
