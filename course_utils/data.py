@@ -332,7 +332,7 @@ def load_dataset(
     """
     try:
         directory = find_mnist_dir(path, download=download)
-    except MNISTNotFoundError as error:
+    except MNISTNotFoundError:
         if not allow_embedded or path is not None or os.environ.get("MNIST_DIR"):
             raise
         warnings.warn(
