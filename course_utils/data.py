@@ -338,7 +338,7 @@ def load_dataset(
         warnings.warn(
             EmbeddedDataWarning(
                 f"Full MNIST was not found (no MNIST_DIR, nothing in {cache_dir()}, and no mirror "
-                "could be reached), so this uses the {EMBEDDED_SOURCE}: 4,000 digits "
+                f"could be reached), so this uses the {EMBEDDED_SOURCE}: 4,000 digits "
                 "for training and 1,000 for testing. Accuracies and timings will differ from full "
                 "MNIST's. To use full MNIST, set MNIST_DIR to a folder with the four files, or run "
                 "course_utils.data.download_mnist() once while online."

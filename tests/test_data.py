@@ -314,9 +314,10 @@ def test_load_mnist_reports_a_damaged_file_by_name(tiny_catalogue, tmp_path):
 
 
 def test_load_dataset_falls_back_to_embedded_digits_with_a_warning(no_mnist_anywhere):
-    with pytest.warns(EmbeddedDataWarning, match="MNIST_DIR"):
+    with pytest.warns(EmbeddedDataWarning, match="MNIST_DIR") as caught:
         digits = load_dataset()
     assert not digits.is_full_mnist and "embedded" in digits.source
+    assert data.EMBEDDED_SOURCE in str(caught[0].message)
     assert digits.X_train.shape == (4000, 784) and digits.X_test.shape == (1000, 784)
     assert digits.X_train.dtype == np.uint8 and digits.X_train.max() == 255
     assert np.bincount(digits.y_train).tolist() == [400] * 10
