@@ -516,3 +516,119 @@ def plot_misclassified_digits(
     titles = [f"true {t}, pred {p}" for t, p in zip(y_true[wrong], y_pred[wrong])]
     return plot_digit_grid(np.asarray(images)[wrong], titles=titles, n_rows=n_rows, n_cols=n_cols,
                            image_shape=image_shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hyperparameter sweeps and gradients (chapter 6)
+# --------------------------------------------------------------------------------------------------
+
+#: Line styles and markers that tell several lines apart without colour.
+_LINE_STYLES = ["-", "--", "-.", ":"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def _axes_or_new(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[Figure, plt.Axes]:
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def plot_sweep(
+    values: Sequence[float],
+    scores: Sequence[float],
+    *,
+    xlabel: str,
+    ylabel: str = "validation accuracy",
+    log_x: bool = False,
+    baseline: float | None = None,
+    ax: plt.Axes | None = None,
+) -> Figure:
+    """Draw one score per value of a swept setting (a line with circles) and return the Figure.
+
+    ``log_x`` puts the values on a logarithmic axis (learning rates, layer sizes); a value of 0 is then
+    drawn on a symmetric-log axis, linear near 0. Every value gets a tick labelled as given.
+    ``baseline`` marks the tutorial's value with a hollow black ring and a ``tutorial`` label.
+    """
+    values, scores = list(values), list(scores)
+    if len(values) != len(scores) or not values:
+        raise ValueError(f"need one score per value, got {len(values)} values and {len(scores)} scores")
+    fig, ax = _axes_or_new(ax, (4.2, 3.2))
+    ax.plot(values, scores, color=OKABE_ITO[0], marker="o", gid="sweep")
+    if log_x:
+        if min(values) <= 0:
+            positive = [abs(v) for v in values if v != 0]
+            ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+        else:
+            ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+    if baseline is not None:
+        if baseline not in values:
+            raise ValueError(f"baseline {baseline!r} is not one of the values {values}")
+        score = scores[values.index(baseline)]
+        ax.plot([baseline], [score], linestyle="none", marker="o", markersize=13, markerfacecolor="none",
+                markeredgecolor="black", markeredgewidth=1.5, gid="baseline", label="tutorial's value")
+        ax.legend(loc="best")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def plot_metric_curves(
+    curves: dict[str, Sequence[float]],
+    *,
+    ylabel: str = "validation accuracy",
+    legend_title: str | None = None,
+    ax: plt.Axes | None = None,
+) -> Figure:
+    """Draw several per-epoch curves, one per label (``{"0.01": [...], "0.1": [...]}``), epochs from 1.
+
+    Lines differ in colour (Okabe–Ito), line style and marker, so they can be told apart without
+    colour. Returns the Figure.
+    """
+    if not curves:
+        raise ValueError("no curve to draw")
+    fig, ax = _axes_or_new(ax, (5.6, 3.6))
+    for i, (label, values) in enumerate(curves.items()):
+        epochs = np.arange(1, len(values) + 1)
+        ax.plot(epochs, values, color=OKABE_ITO[i % len(OKABE_ITO)], linestyle=_LINE_STYLES[i % 4],
+                marker=_MARKERS[i % len(_MARKERS)], label=str(label), gid=f"curve:{label}")
+    ax.set_xlabel("epoch")
+    ax.set_xticks(np.arange(1, max(len(v) for v in curves.values()) + 1))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title=legend_title, loc="best")
+    return fig
+
+
+def plot_gradient_norms(
+    norms: dict[str, dict[str, float]],
+    *,
+    ax: plt.Axes | None = None,
+) -> Figure:
+    """Draw each network's gradient norm per layer on a logarithmic axis, input side on the left.
+
+    ``norms`` maps a network's label to what :func:`course_utils.models.gradient_norms_per_layer`
+    returns for it (``{layer name: norm}``, input side first). Layers are numbered from 1; the last is
+    the output layer. Lines differ in colour, line style and marker. Returns the Figure.
+    """
+    if not norms:
+        raise ValueError("no network's gradient norms to draw")
+    fig, ax = _axes_or_new(ax, (6.4, 4.0))
+    n_layers = 0
+    for i, (label, per_layer) in enumerate(norms.items()):
+        values = np.asarray(list(per_layer.values()), dtype=float)
+        if np.any(values <= 0):
+            raise ValueError(f"{label}: gradient norms must be positive to be drawn on a log scale")
+        layers = np.arange(1, len(values) + 1)
+        n_layers = max(n_layers, len(values))
+        ax.plot(layers, values, color=OKABE_ITO[i % len(OKABE_ITO)], linestyle=_LINE_STYLES[i % 4],
+                marker=_MARKERS[i % len(_MARKERS)], label=str(label), gid=f"norms:{label}")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(1, n_layers + 1))
+    ax.set_xlabel("layer (1 = first hidden layer, last = output layer)")
+    ax.set_ylabel("gradient norm of the layer's weights")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best")
+    return fig

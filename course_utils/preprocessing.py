@@ -8,6 +8,8 @@ import numpy as np
 
 __all__ = ["TrainStatistics", "center_with_train_stats", "one_hot", "scale_to_symmetric_range"]
 
+_ROWS_PER_BLOCK = 4096
+
 
 def scale_to_symmetric_range(images: np.ndarray) -> np.ndarray:
     """Map pixel values 0..255 to -1..1 as float32: the tutorial's ``((images / 255.) - .5) * 2``."""
@@ -30,9 +32,15 @@ class TrainStatistics:
         X = np.asarray(X_train)
         if X.ndim < 2 or len(X) == 0:
             raise ValueError(f"X_train must be a non-empty batch of samples, got shape {X.shape}")
-        # Accumulate in float64: a float32 sum over 47 million pixels loses digits.
+        # Accumulate in float64 (a float32 sum over 47 million pixels loses digits), a block of rows
+        # at a time so that no float64 copy of the whole training set is made.
         mean = X.mean(axis=0, dtype=np.float64)
-        std = float(X.std(dtype=np.float64))
+        overall_mean = mean.mean()
+        squares = sum(
+            np.square(X[i : i + _ROWS_PER_BLOCK] - overall_mean).sum()
+            for i in range(0, len(X), _ROWS_PER_BLOCK)
+        )
+        std = float(np.sqrt(squares / X.size))
         if std == 0:
             raise ValueError("X_train is constant (standard deviation 0): it cannot be normalised")
         return cls(mean=mean.astype(np.float32), std=std)
