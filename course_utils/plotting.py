@@ -540,34 +540,39 @@ def plot_sweep(
     xlabel: str,
     ylabel: str = "validation accuracy",
     log_x: bool = False,
+    evenly_spaced: bool = False,
     baseline: float | None = None,
     ax: plt.Axes | None = None,
 ) -> Figure:
     """Draw one score per value of a swept setting (a line with circles) and return the Figure.
 
     ``log_x`` puts the values on a logarithmic axis (learning rates, layer sizes); a value of 0 is then
-    drawn on a symmetric-log axis, linear near 0. Every value gets a tick labelled as given.
-    ``baseline`` marks the tutorial's value with a hollow black ring and a ``tutorial`` label.
+    drawn on a symmetric-log axis, linear near 0. ``evenly_spaced`` instead draws the values at equal
+    distances, in the order given (values such as momentum 0, 0.5, 0.9, 0.99 whose last ones crowd
+    together). Every value gets a tick labelled as given. ``baseline`` marks the tutorial's value with
+    a hollow black ring and a ``tutorial's value`` label.
     """
     values, scores = list(values), list(scores)
     if len(values) != len(scores) or not values:
         raise ValueError(f"need one score per value, got {len(values)} values and {len(scores)} scores")
+    if baseline is not None and baseline not in values:
+        raise ValueError(f"baseline {baseline!r} is not one of the values {values}")
     fig, ax = _axes_or_new(ax, (4.2, 3.2))
-    ax.plot(values, scores, color=OKABE_ITO[0], marker="o", gid="sweep")
-    if log_x:
+    positions = list(range(len(values))) if evenly_spaced else values
+    ax.plot(positions, scores, color=OKABE_ITO[0], marker="o", gid="sweep")
+    if log_x and not evenly_spaced:
         if min(values) <= 0:
             positive = [abs(v) for v in values if v != 0]
             ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
         else:
             ax.set_xscale("log")
-    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.set_xticks(positions, [f"{v:g}" for v in values])
     ax.minorticks_off()
     if baseline is not None:
-        if baseline not in values:
-            raise ValueError(f"baseline {baseline!r} is not one of the values {values}")
-        score = scores[values.index(baseline)]
-        ax.plot([baseline], [score], linestyle="none", marker="o", markersize=13, markerfacecolor="none",
-                markeredgecolor="black", markeredgewidth=1.5, gid="baseline", label="tutorial's value")
+        index = values.index(baseline)
+        ax.plot([positions[index]], [scores[index]], linestyle="none", marker="o", markersize=13,
+                markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.5, gid="baseline",
+                label="tutorial's value")
         ax.legend(loc="best")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -598,7 +603,8 @@ def plot_metric_curves(
     ax.set_xticks(np.arange(1, max(len(v) for v in curves.values()) + 1))
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(title=legend_title, loc="best")
+    # Beside the plot, where it cannot hide a line
+    ax.legend(title=legend_title, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return fig
 
 

@@ -318,3 +318,69 @@ def test_misclassified_gallery_shows_only_wrong_predictions_in_order():
 def test_misclassified_gallery_needs_a_mistake():
     with pytest.raises(ValueError, match="every prediction is right"):
         plotting.plot_misclassified_digits(np.zeros((2, 4)), [1, 2], [1, 2], image_shape=(2, 2))
+
+
+# -- chapter 6: sweeps, per-epoch curves, gradient norms ---------------------------------------------
+
+from course_utils.plotting import plot_gradient_norms, plot_metric_curves, plot_sweep  # noqa: E402
+
+
+def test_plot_sweep_draws_one_point_per_value_and_rings_the_baseline():
+    fig = plot_sweep([0.001, 0.01, 0.1], [0.8, 0.9, 0.85], xlabel="learning rate", log_x=True, baseline=0.01)
+    ax = fig.axes[0]
+    line = next(line for line in ax.lines if line.get_gid() == "sweep")
+    np.testing.assert_array_equal(line.get_xdata(), [0.001, 0.01, 0.1])
+    ring = next(line for line in ax.lines if line.get_gid() == "baseline")
+    assert (list(ring.get_xdata()), list(ring.get_ydata())) == ([0.01], [0.9])
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001", "0.01", "0.1"]
+    assert ax.get_xlabel() == "learning rate" and ax.get_ylabel() == "validation accuracy"
+
+
+def test_plot_sweep_with_zero_uses_symlog_and_draws_into_given_axes():
+    fig, axes = plt.subplots(1, 2)
+    returned = plot_sweep([0.0, 1e-7, 1e-2], [0.8, 0.8, 0.7], xlabel="decay", log_x=True, ax=axes[1])
+    assert returned is fig and axes[1].get_xscale() == "symlog" and not axes[0].lines
+    assert plot_sweep([0, 0.5], [1, 2], xlabel="m").axes[0].get_xscale() == "linear"
+
+
+def test_plot_sweep_evenly_spaced_keeps_the_values_as_labels():
+    fig = plot_sweep([0.0, 0.5, 0.9, 0.99], [0.6, 0.7, 0.8, 0.9], xlabel="momentum", evenly_spaced=True,
+                     baseline=0.9, log_x=True)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [0, 1, 2, 3])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.5", "0.9", "0.99"]
+    assert list(ax.lines[1].get_xdata()) == [2] and ax.get_xscale() == "linear"
+
+
+@pytest.mark.parametrize("kwargs", [{"values": [1, 2], "scores": [1]},
+                                    {"values": [1, 2], "scores": [1, 2], "baseline": 3}])
+def test_plot_sweep_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        plot_sweep(xlabel="x", **kwargs)
+
+
+def test_plot_metric_curves_lines_differ_without_colour():
+    fig = plot_metric_curves({"0.01": [0.5, 0.6, 0.7], "0.1": [0.6, 0.7, 0.8]}, legend_title="learning rate")
+    ax = fig.axes[0]
+    assert [line.get_gid() for line in ax.lines] == ["curve:0.01", "curve:0.1"]
+    first, second = ax.lines
+    assert first.get_linestyle() != second.get_linestyle() and first.get_marker() != second.get_marker()
+    np.testing.assert_array_equal(first.get_xdata(), [1, 2, 3])
+    assert ax.get_legend().get_title().get_text() == "learning rate"
+    with pytest.raises(ValueError):
+        plot_metric_curves({})
+
+
+def test_plot_gradient_norms_one_line_per_network_on_a_log_axis():
+    norms = {"sigmoid": {"hidden_1": 1e-6, "hidden_2": 1e-3, "output": 0.5},
+             "relu": {"hidden_1": 0.8, "hidden_2": 0.7, "output": 0.9}}
+    ax = plot_gradient_norms(norms).axes[0]
+    assert ax.get_yscale() == "log"
+    assert [line.get_gid() for line in ax.lines] == ["norms:sigmoid", "norms:relu"]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [1e-6, 1e-3, 0.5])
+    assert ax.lines[0].get_color() != ax.lines[1].get_color()
+    assert ax.lines[0].get_marker() != ax.lines[1].get_marker()
+    with pytest.raises(ValueError, match="positive"):
+        plot_gradient_norms({"bad": {"a": 0.0}})

@@ -1,0 +1,397 @@
+"""The tutorial's Keras model and optimizer, written for Keras 3, plus what training needs around them.
+
+The original tutorial used TensorFlow 1's ``tensorflow.contrib.keras``. Three things changed since:
+
+* ``SGD(lr=..., decay=...)``: the argument is ``learning_rate`` now, and Keras 3 silently ignores
+  ``decay`` (a warning, and the learning rate stays constant). Keras 2's rule was
+  ``lr_t = lr / (1 + decay * iterations)``, ``iterations`` counting batches; an
+  :class:`~keras.optimizers.schedules.InverseTimeDecay` with ``decay_steps=1`` is exactly that rule
+  (:func:`tutorial_learning_rate`).
+* ``Dense(input_dim=784, ...)`` became a ``keras.Input(shape=(784,))`` in front of the layers.
+* ``model.predict_classes(X)`` is gone: :func:`predict_classes` does what it did.
+
+Chapter 4 builds the model step by step; later chapters call :func:`build_tutorial_mlp`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import numpy as np
+
+import course_utils  # noqa: F401  (quietens TensorFlow before Keras loads it)
+import keras
+
+__all__ = [
+    "DEFAULT_STEPS_PER_EXECUTION",
+    "EpochLogger",
+    "accuracy",
+    "RandomShift",
+    "build_better_mlp",
+    "build_deep_mlp",
+    "build_tutorial_mlp",
+    "confusion_matrix",
+    "gradient_norms_per_layer",
+    "predict_classes",
+    "summary_text",
+    "tutorial_learning_rate",
+    "tutorial_optimizer",
+]
+
+#: Batches run per call into TensorFlow's compiled training step. Larger values only save Python
+#: overhead between batches: the batches, their order and the weight updates are the same as with 1.
+DEFAULT_STEPS_PER_EXECUTION = 32
+
+
+def tutorial_learning_rate(
+    learning_rate: float = 0.001, decay: float = 1e-7
+) -> keras.optimizers.schedules.InverseTimeDecay:
+    """Keras 2's ``decay`` as a Keras 3 schedule: ``learning_rate / (1 + decay * step)``.
+
+    ``step`` counts batches (optimizer updates), as Keras 2's ``iterations`` did, so the learning rate
+    after ``k`` updates is ``learning_rate / (1 + decay * k)``. With the tutorial's ``decay=1e-7`` and
+    about 42,000 updates (50 epochs of 844 batches) the learning rate drops by only 0.4 %.
+    """
+    return keras.optimizers.schedules.InverseTimeDecay(
+        initial_learning_rate=learning_rate, decay_steps=1, decay_rate=decay
+    )
+
+
+def tutorial_optimizer(
+    learning_rate: float = 0.001, decay: float = 1e-7, momentum: float = 0.9
+) -> keras.optimizers.SGD:
+    """The tutorial's ``SGD(lr=0.001, decay=1e-7, momentum=0.9)`` in Keras 3.
+
+    The decay is the schedule from :func:`tutorial_learning_rate`; passing ``decay=`` to Keras 3's
+    ``SGD`` would be ignored.
+    """
+    return keras.optimizers.SGD(
+        learning_rate=tutorial_learning_rate(learning_rate, decay), momentum=momentum
+    )
+
+
+def _glorot_uniform(seed: int | None, layer_index: int) -> keras.initializers.Initializer:
+    # One seed per layer: a fixed seed shared by every layer would repeat the same random stream.
+    if seed is None:
+        return keras.initializers.GlorotUniform()
+    return keras.initializers.GlorotUniform(seed=seed + layer_index)
+
+
+def build_tutorial_mlp(
+    n_features: int = 784,
+    n_hidden: int = 50,
+    n_classes: int = 10,
+    *,
+    hidden_activation: str = "tanh",
+    n_hidden_layers: int = 2,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    seed: int | None = None,
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
+) -> keras.Sequential:
+    """Build and compile the tutorial's multilayer perceptron.
+
+    With the defaults: 784 inputs, two ``tanh`` hidden layers of 50 units, a 10-unit softmax output,
+    Glorot-uniform kernels and zero biases, trained with :func:`tutorial_optimizer` on categorical
+    cross-entropy (labels must be one-hot) and reporting accuracy. That is
+    784*50+50 + 50*50+50 + 50*10+10 = 42,310 trainable parameters.
+
+    ``seed`` fixes the initial weights (layer ``i`` uses ``seed + i``); with ``seed=None`` they come from
+    Keras's global generator, which :func:`course_utils.reproducibility.set_seeds` seeds.
+    ``steps_per_execution`` changes speed only, never the numbers (see
+    :data:`DEFAULT_STEPS_PER_EXECUTION`).
+    """
+    if n_hidden_layers < 1:
+        raise ValueError(f"n_hidden_layers must be at least 1, got {n_hidden_layers}")
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,), name="pixels")]
+    for i in range(n_hidden_layers):
+        layers.append(
+            keras.layers.Dense(
+                n_hidden,
+                activation=hidden_activation,
+                kernel_initializer=_glorot_uniform(seed, i),
+                bias_initializer="zeros",
+                name=f"hidden_{i + 1}",
+            )
+        )
+    layers.append(
+        keras.layers.Dense(
+            n_classes,
+            activation="softmax",
+            kernel_initializer=_glorot_uniform(seed, n_hidden_layers),
+            bias_initializer="zeros",
+            name="output",
+        )
+    )
+    model = keras.Sequential(layers, name="tutorial_mlp")
+    model.compile(
+        optimizer=tutorial_optimizer() if optimizer is None else optimizer,
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def predict_classes(model: keras.Model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """The most probable class for each row of ``X``: what TensorFlow 1's ``predict_classes`` returned.
+
+    Returns an integer array of shape ``(len(X),)``. The batch size only affects speed.
+    """
+    return np.argmax(model.predict(X, batch_size=batch_size, verbose=0), axis=1)
+
+
+def summary_text(model: keras.Model, line_length: int = 72) -> str:
+    """``model.summary()`` as plain text: the same table, without colours, as a string to print.
+
+    In a notebook, ``model.summary()`` shows coloured text (pale cyan and green, hard to read on a white
+    page), and ``model.summary(print_fn=print)`` leaves an empty output box behind it. This returns the
+    table instead; ``print(summary_text(model))`` shows it. ``line_length`` is the table's width.
+    """
+    lines: list[str] = []
+    try:  # in a notebook, swallow the empty display that Keras's table renderer publishes
+        from IPython.utils.capture import capture_output
+    except ImportError:  # pragma: no cover (IPython comes with Jupyter)
+        from contextlib import nullcontext as capture_output
+    with capture_output():
+        model.summary(line_length=line_length, print_fn=lines.append)
+    return "\n".join(line.rstrip("\n") for line in lines)
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of predictions equal to the true labels (both integer class labels of equal length)."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape} vs {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("accuracy of zero predictions is undefined")
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
+    """Counts of shape ``(n_classes, n_classes)``: ``[i, j]`` samples of class ``i`` were predicted ``j``.
+
+    Row sums are the class sizes; the diagonal holds the correct predictions.
+    """
+    y_true = np.asarray(y_true).astype(np.int64)
+    y_pred = np.asarray(y_pred).astype(np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(
+            f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and {y_pred.shape}"
+        )
+    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
+        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+            raise ValueError(f"{name} must lie in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}")
+    counts = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return counts.reshape(n_classes, n_classes)
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Print one line per epoch (or every ``every``-th epoch) with the epoch's metrics.
+
+    Use with ``fit(..., verbose=0)``. The lines hold no timings, so two executions print the same text::
+
+        epoch  1/50  loss 0.7123  acc 0.8134  val_loss 0.3456  val_acc 0.9012
+
+    With ``every=k`` the first epoch, every ``k``-th epoch and the last epoch are printed.
+    ``accuracy`` is shortened to ``acc``; training metrics come before validation ones, the loss first
+    in each group.
+    """
+
+    def __init__(self, every: int = 1, digits: int = 4, stream: TextIO | None = None):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.every = every
+        self.digits = digits
+        self.stream = stream
+
+    def _should_print(self, epoch: int, epochs: int | None) -> bool:
+        number = epoch + 1
+        return number == 1 or number % self.every == 0 or number == epochs
+
+    def format_line(self, epoch: int, epochs: int | None, logs: dict) -> str:
+        """The text printed for ``epoch`` (counted from 0, as Keras passes it)."""
+        if epochs:
+            width = len(str(epochs))
+            head = f"epoch {epoch + 1:>{width}}/{epochs}"
+        else:
+            head = f"epoch {epoch + 1}"
+        order = list(logs)
+        # Training metrics before validation ones, the loss first in each group.
+        names = sorted(
+            order,
+            key=lambda name: (name.startswith("val_"), name.removeprefix("val_") != "loss",
+                              order.index(name)),
+        )
+        parts = [head]
+        for name in names:
+            short = name.replace("accuracy", "acc")
+            parts.append(f"{short} {float(logs[name]):.{self.digits}f}")
+        return "  ".join(parts)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        epochs = (self.params or {}).get("epochs")
+        if self._should_print(epoch, epochs):
+            print(self.format_line(epoch, epochs, logs or {}), file=self.stream or sys.stdout)
+
+
+# --------------------------------------------------------------------------------------------------
+# Going further (chapter 6): deep networks' gradients and a better MLP
+# --------------------------------------------------------------------------------------------------
+
+
+def build_deep_mlp(
+    n_hidden_layers: int = 10,
+    n_hidden: int = 50,
+    *,
+    activation: str = "sigmoid",
+    kernel_initializer: str | None = None,
+    n_features: int = 784,
+    n_classes: int = 10,
+    seed: int | None = None,
+) -> keras.Sequential:
+    """An uncompiled MLP of ``n_hidden_layers`` equal hidden layers, for looking at its gradients.
+
+    ``kernel_initializer=None`` picks the initialisation that suits the activation: He-normal for
+    ``"relu"`` (it keeps the signal's variance through ReLU layers), Glorot-uniform (the tutorial's)
+    otherwise. Layer ``i`` uses ``seed + i``. Layers are named ``hidden_1`` … and ``output``.
+    """
+    if n_hidden_layers < 1:
+        raise ValueError(f"n_hidden_layers must be at least 1, got {n_hidden_layers}")
+    if kernel_initializer is None:
+        kernel_initializer = "he_normal" if activation == "relu" else "glorot_uniform"
+
+    def kernel(i: int) -> keras.initializers.Initializer:
+        config = {"class_name": kernel_initializer, "config": {"seed": None if seed is None else seed + i}}
+        return keras.initializers.get(config)
+
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,), name="pixels")]
+    for i in range(n_hidden_layers):
+        layers.append(keras.layers.Dense(n_hidden, activation=activation, kernel_initializer=kernel(i),
+                                         name=f"hidden_{i + 1}"))
+    layers.append(keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=kernel(n_hidden_layers),
+                                     name="output"))
+    return keras.Sequential(layers, name=f"deep_{activation}_mlp")
+
+
+def gradient_norms_per_layer(model: keras.Model, X: np.ndarray, y_onehot: np.ndarray) -> dict[str, float]:
+    """The size of the loss gradient for each layer's weights, on one batch: ``{layer name: norm}``.
+
+    For every layer with a kernel (input side first) this is the Euclidean (Frobenius) norm of
+    d loss / d kernel, the loss being the batch's mean categorical cross-entropy of ``model(X)``
+    against ``y_onehot``. Backpropagation multiplies the gradient by every layer's activation
+    derivative on its way back to the input, so in a deep sigmoid network the first layers' norms are
+    orders of magnitude smaller than the last ones': the vanishing gradient. Nothing is trained.
+    """
+    import tensorflow as tf  # the course's Keras runs on TensorFlow; GradientTape is its autodiff
+
+    layers = [layer for layer in model.layers if getattr(layer, "kernel", None) is not None]
+    if not layers:
+        raise ValueError(f"model {model.name!r} has no layer with a kernel")
+    X = tf.convert_to_tensor(X, dtype=tf.float32)
+    y_onehot = tf.convert_to_tensor(y_onehot, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        probabilities = model(X, training=False)
+        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(y_onehot, probabilities))
+    gradients = tape.gradient(loss, [layer.kernel for layer in layers])
+    return {layer.name: float(tf.norm(gradient)) for layer, gradient in zip(layers, gradients)}
+
+
+class RandomShift(keras.layers.Layer):
+    """Move each image by a random whole number of pixels, up to ``max_shift`` each way; training only.
+
+    Inputs are flat rows of ``image_shape`` pixels (MNIST: 784 = 28 x 28). During training
+    (``training=True``, as ``fit`` calls it) every image gets its own vertical and horizontal shift,
+    drawn uniformly from ``-max_shift..max_shift``; the strip uncovered at the border is filled with
+    ``fill_value`` (the background's value). At prediction and evaluation the layer passes its input
+    through unchanged. The shifts come from a seeded Keras generator (``seed``, or Keras's global seed
+    when ``None``), so with :func:`course_utils.reproducibility.set_seeds` two runs see the same shifts.
+    It uses only padding and gathering, operations that TensorFlow runs deterministically.
+    """
+
+    def __init__(self, max_shift: int = 2, image_shape: tuple[int, int] = (28, 28), fill_value: float = 0.0,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be 0 or more, got {max_shift}")
+        self.max_shift = int(max_shift)
+        self.image_shape = tuple(int(size) for size in image_shape)
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.max_shift == 0:
+            return inputs
+        ops = keras.ops
+        (height, width), m = self.image_shape, self.max_shift
+        padded_width = width + 2 * m
+        padded = ops.pad(ops.reshape(inputs, (-1, height, width)), [[0, 0], [m, m], [m, m]],
+                         constant_values=self.fill_value)
+        padded = ops.reshape(padded, (-1, (height + 2 * m) * padded_width))
+        # Each image's window into its padded copy starts at (row, column) offsets in 0..2m; offset m
+        # is no shift.
+        offsets = keras.random.randint((ops.shape(inputs)[0], 2), 0, 2 * m + 1, seed=self.seed_generator)
+        start = offsets[:, 0] * padded_width + offsets[:, 1]
+        window = ops.reshape(ops.arange(height)[:, None] * padded_width + ops.arange(width)[None, :], (1, -1))
+        indices = ops.cast(start[:, None], "int32") + ops.cast(window, "int32")
+        return ops.take_along_axis(padded, indices, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_shift": self.max_shift, "image_shape": self.image_shape,
+                "fill_value": self.fill_value, "seed": self.seed}
+
+
+def build_better_mlp(
+    steps: int,
+    *,
+    n_hidden: int = 512,
+    n_hidden_layers: int = 2,
+    dropout: float = 0.3,
+    max_shift: int = 2,
+    learning_rate: float = 0.001,
+    n_features: int = 784,
+    n_classes: int = 10,
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
+) -> keras.Sequential:
+    """Build and compile chapter 6's MLP, which takes **raw pixel values** 0..255 (no preprocessing).
+
+    Layers: ``Rescaling(1/255)`` (pixels to 0..1, so the background is 0), :class:`RandomShift` by up
+    to ``max_shift`` pixels filling with 0 (training only), then ``n_hidden_layers`` ReLU layers of
+    ``n_hidden`` units with He-normal kernels, each followed by ``Dropout(dropout)`` (training only),
+    and a softmax output. Adam's learning rate follows a cosine from ``learning_rate`` down to 0 over
+    ``steps`` updates: pass ``epochs * ceil(n_train / batch_size)``. Loss: categorical cross-entropy on
+    one-hot labels, as the tutorial's model. Random draws come from Keras's global seed
+    (:func:`course_utils.reproducibility.set_seeds`).
+    """
+    if steps < 1:
+        raise ValueError(f"steps (the weight updates the learning rate decays over) must be at least 1, got {steps}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    side = int(round(n_features ** 0.5))
+    if side * side != n_features and max_shift:
+        raise ValueError(f"random shifts need square images, and {n_features} features are not a square")
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=(n_features,), name="pixels"),
+        keras.layers.Rescaling(1 / 255, name="to_0_1"),
+        RandomShift(max_shift, image_shape=(side, side), fill_value=0.0, name="random_shift"),
+    ]
+    for i in range(n_hidden_layers):
+        layers.append(keras.layers.Dense(n_hidden, activation="relu", kernel_initializer="he_normal",
+                                         name=f"hidden_{i + 1}"))
+        layers.append(keras.layers.Dropout(dropout, name=f"dropout_{i + 1}"))
+    layers.append(keras.layers.Dense(n_classes, activation="softmax", name="output"))
+    model = keras.Sequential(layers, name="better_mlp")
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+    return model
