@@ -1,0 +1,73 @@
+# Build and test the course. Needs GNU make and Python 3.11; everything else is installed here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON := $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+# The venv goes first on PATH, not just its python: jupyter-book, nbgrader and nbval start kernels
+# and tools (alembic) as subprocesses that must come from the same environment.
+RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help venv book browser test lab bench clean
+
+help:
+	@echo "make venv     create .venv and install requirements.txt and course_utils (once)"
+	@echo "make book     execute the notebooks and build the HTML book in book/_build/html"
+	@echo "make browser  install Debian's Chromium for the browser tests (as root, if missing)"
+	@echo "make test     build the book, then run the tests and re-execute the notebooks with nbval"
+	@echo "make lab      start JupyterLab (with nbgrader's Validate button) for the exercises"
+	@echo "make bench    print the speed tables: MNIST loading, notebook execution, autograding"
+	@echo "make clean    remove book/_build and test-artifacts"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed (python3.11 or python3 on PATH)" >&2; exit 1; }
+	@# Debian's python3.11 without python3.11-venv cannot create a venv: as root, install it.
+	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && apt-get update \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11-venv \
+	  && $(PYTHON) -m venv $(VENV); } \
+	  || { echo "creating $(VENV) failed: install python3.11-venv (Debian) and run make again" >&2; exit 1; }
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -r requirements.txt
+	$(VENV)/bin/python -m pip install -e .
+	touch $@
+
+# The execution cache keys on each notebook's code only: when course_utils changes, drop it so that
+# every notebook runs again (and nbval's reference is never older than the code it tests).
+CACHE_STAMP := book/_build/.course_utils.stamp
+$(CACHE_STAMP): $(wildcard course_utils/*.py) $(STAMP)
+	rm -rf book/_build/.jupyter_cache
+	mkdir -p $(@D) && touch $@
+
+book: venv $(CACHE_STAMP)
+	$(RUN) jupyter-book build -W -n --keep-going book/
+
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  else \
+	    echo "$(CHROMIUM) is missing: install Debian's chromium package (sudo apt-get install chromium)," \
+	         "then run make again. Do not use 'playwright install'." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# One pytest run: the unit and browser tests in tests/, and nbval re-executing the notebooks that the
+# book build executed, comparing every output with the build's (the determinism check, CONTRIBUTING.md).
+test: book browser
+	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900
+
+lab: venv
+	$(RUN) jupyter lab --notebook-dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
+
+bench: venv
+	$(RUN) python benchmarks/bench_idx.py
+	$(RUN) python benchmarks/bench_book.py
+	$(RUN) python benchmarks/bench_autograde.py
+
+clean:
+	rm -rf book/_build test-artifacts

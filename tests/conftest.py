@@ -1,0 +1,113 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOK = REPO_ROOT / "book"
+
+# `make test` passes --nbval for the book's executed notebooks; a notebook kept here as test data
+# (an nbgrader submission, say) is read by the tests, never run by nbval.
+collect_ignore_glob = ["**/*.ipynb"]
+
+
+def toc_docnames(toc_path: Path = BOOK / "_toc.yml") -> list[str]:
+    """The book's pages in reading order, as paths relative to `book/` without a suffix."""
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+    names = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        walk(part.get("chapters", []))
+    return [re.sub(r"\.(ipynb|md)$", "", name) for name in names]
+
+
+# --- nbval and myst-nb's glue -------------------------------------------------------------------
+# `glue(name, value, display=False)` emits an output under "application/papermill.record/<mime>".
+# The book build moves those outputs out of the executed notebook into <notebook>.glue.json, so
+# nbval's reference cells lack them. nbval skips them in its own comparison (below), and this
+# file compares every re-executed glued value with the build's .glue.json instead.
+GLUE_PREFIX = "application/papermill.record/"
+
+
+class _SkipGlue(tuple):
+    def __contains__(self, key):
+        return str(key).startswith(GLUE_PREFIX) or tuple.__contains__(self, key)
+
+
+def _check_glue(item):
+    """After nbval ran a cell: its glued values must equal the build's (unless nbval ignores it)."""
+    if not item.options.get("check") or item.cell.execution_count is None:
+        return
+    glue_file = item.path.with_name(item.path.stem + ".glue.json")
+    built = json.loads(glue_file.read_text(encoding="utf-8")) if glue_file.is_file() else {}
+    for output in item.test_outputs or []:
+        name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+        for mime, value in output.get("data", {}).items() if name else ():
+            mime = mime.removeprefix(GLUE_PREFIX)
+            if mime.startswith("image/"):
+                continue
+            expected = built.get(name, {}).get("data", {}).get(mime)
+            assert expected is not None and item.sanitize(value) == item.sanitize(expected), (
+                f"glued {name!r} ({mime}) differs from the book build's: {value!r} != {expected!r}"
+            )
+
+
+def pytest_collection_modifyitems(items):
+    # A session-wide hook: it also sees the nbval items outside tests/, which per-item hooks of
+    # this conftest would not.
+    for item in items:
+        if type(item).__name__ != "IPyNbCell":
+            continue
+        if not isinstance(item.parent.skip_compare, _SkipGlue):
+            item.parent.skip_compare = _SkipGlue(item.parent.skip_compare)
+
+        def runtest(item=item, nbval_runtest=item.runtest):
+            nbval_runtest()
+            _check_glue(item)
+
+        item.runtest = runtest
+
+
+def pytest_generate_tests(metafunc):
+    # `toc_page` runs a test once for every page of the book, in reading order.
+    if "toc_page" in metafunc.fixturenames:
+        metafunc.parametrize("toc_page", toc_docnames())
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def toc_pages() -> list[str]:
+    return toc_docnames()
+
+
+@pytest.fixture(scope="session")
+def built_html() -> Path:
+    html = BOOK / "_build" / "html"
+    if not (html / "index.html").is_file():
+        pytest.fail(f"{html} has no built book: run `make book` first")
+    return html
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks() -> list[Path]:
+    """The notebooks as the book build executed them (outputs included)."""
+    notebooks = sorted((BOOK / "_build" / "jupyter_execute").rglob("*.ipynb"))
+    if not notebooks:
+        pytest.fail("book/_build/jupyter_execute holds no executed notebook: run `make book` first")
+    return notebooks

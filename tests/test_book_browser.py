@@ -1,0 +1,187 @@
+"""The built book as a reader sees it: every page of the toc in headless Chromium.
+
+Serves book/_build/html on 127.0.0.1 and drives Debian's Chromium (/usr/bin/chromium, installed by
+`make browser`) with Playwright. Never `playwright install`: it downloads a browser, which fails offline.
+A full-page screenshot of every page lands in test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags checked on this kind of machine (shared/STACK_NOTES.md); Playwright adds --headless and a
+# fresh --user-data-dir itself. The background-networking ones stop Chromium phoning home offline.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Runs in the page: TeX left as text outside code, i.e. math that MathJax did not render.
+RAW_TEX_JS = r"""
+() => {
+  const root = document.querySelector("article.bd-article");
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const found = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement.closest("pre, code, script, style, mjx-container, .highlight")) continue;
+    const text = node.textContent;
+    if (/\$\$|\\begin\{|\\\(|\\\[|\$[^$\n]*[\\^_{][^$\n]*\$/.test(text)) found.push(text.trim().slice(0, 80));
+  }
+  return found;
+}
+"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output for failures
+        pass
+
+
+@pytest.fixture(scope="module")
+def screenshots(repo_root):
+    folder = repo_root / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_url(built_html):
+    handler = functools.partial(_QuietHandler, directory=str(built_html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    """A fresh page that records console errors, page errors and failed requests."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.problems = []
+    pg.on("console", lambda msg: msg.type == "error" and pg.problems.append(f"console: {msg.text}"))
+    pg.on("pageerror", lambda exc: pg.problems.append(f"page error: {exc}"))
+    pg.on("requestfailed", lambda req: pg.problems.append(f"request failed: {req.url} ({req.failure})"))
+    pg.on("response", lambda r: r.status >= 400 and pg.problems.append(f"HTTP {r.status}: {r.url}"))
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
+def _open(page, base_url, docname):
+    response = page.goto(f"{base_url}/{docname}.html", wait_until="load")
+    # MathJax typesets after load; wait for it where the page loads it.
+    page.evaluate(
+        "async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
+        " await MathJax.startup.promise; }"
+    )
+    return response
+
+
+def _figure_cells(source):
+    """How many code cells of a source notebook declare a figure (mystnb figure metadata)."""
+    if not source.exists():
+        return 0
+    cells = json.loads(source.read_text(encoding="utf-8"))["cells"]
+    return sum(1 for c in cells if c["cell_type"] == "code" and c["metadata"].get("mystnb", {}).get("figure"))
+
+
+def test_page_renders_cleanly(page, base_url, screenshots, repo_root, toc_page):
+    docname = toc_page
+    response = _open(page, base_url, docname)
+    page.screenshot(path=str(screenshots / f"{Path(docname).name}.png"), full_page=True)
+    problems = list(page.problems)
+
+    assert response is not None and response.status == 200, f"{docname}: HTTP {response and response.status}"
+    assert page.title().strip(), f"{docname}: empty <title>"
+    article = page.locator("article.bd-article")
+    assert article.count() == 1, f"{docname}: no article element"
+    assert article.locator("h1").count() >= 1, f"{docname}: no heading"
+
+    # Images: alt text for every one, and every one actually loaded.
+    images = article.locator("img").evaluate_all(
+        "imgs => imgs.map(i => ({src: i.getAttribute('src'), alt: (i.getAttribute('alt') || '').trim(),"
+        " width: i.complete ? i.naturalWidth : 0}))"
+    )
+    problems += [f"img without alt text: {i['src']}" for i in images if not i["alt"]]
+    problems += [f"img did not load: {i['src']}" for i in images if i["width"] == 0]
+    expected = _figure_cells(repo_root / "book" / f"{docname}.ipynb")
+    shown = article.locator("figure img").count()
+    if shown < expected:
+        problems.append(f"{expected} figure cells in the notebook but {shown} figures on the page")
+
+    # No error output.
+    if article.locator(".output.traceback, .output.error").count():
+        problems.append("a traceback output is rendered")
+    if "Traceback (most recent call last)" in article.inner_text():
+        problems.append("'Traceback (most recent call last)' appears in the page")
+    for text in article.locator(".output.stderr").all_inner_texts():
+        if re.search(r"Error|Warning|Traceback", text):
+            problems.append(f"stderr output: {text.strip()[:200]}")
+
+    # Math: every math node typeset by MathJax, no TeX left as text.
+    math_nodes = article.locator(".math")
+    if math_nodes.count():
+        untypeset = article.locator(".math:not(:has(mjx-container))").count()
+        if untypeset:
+            problems.append(f"{untypeset} of {math_nodes.count()} math elements not rendered by MathJax")
+    problems += [f"raw TeX left visible: {t!r}" for t in page.evaluate(RAW_TEX_JS)]
+
+    assert not problems, f"{docname}:\n  " + "\n  ".join(problems)
+
+
+def test_next_link_follows_the_toc(page, base_url, toc_pages, toc_page):
+    docname, index = toc_page, toc_pages.index(toc_page)
+    _open(page, base_url, docname)
+    next_link = page.locator("a.right-next")
+    if index == len(toc_pages) - 1:
+        assert next_link.count() == 0, f"{docname} is the last page but has a 'next' link"
+        return
+    assert next_link.count() == 1, f"{docname}: no 'next' link"
+    next_link.click()
+    page.wait_for_load_state("load")
+    assert page.url.split("#")[0].endswith(f"/{toc_pages[index + 1]}.html"), (
+        f"'next' from {docname} went to {page.url}, expected {toc_pages[index + 1]}"
+    )
+    assert not page.problems, "\n".join(page.problems)
+
+
+def test_search_finds_keras(page, base_url, screenshots):
+    page.goto(f"{base_url}/search.html?q=Keras", wait_until="load")
+    results = page.locator("#search-results ul.search li")
+    results.first.wait_for(state="visible")
+    page.screenshot(path=str(screenshots / "search.png"), full_page=True)
+    assert results.count() >= 1
+    assert not page.problems, "\n".join(page.problems)
+
+
+def test_index_redirects_to_the_first_page(page, base_url, toc_pages):
+    page.goto(f"{base_url}/index.html", wait_until="load")
+    page.wait_for_url(re.compile(re.escape(toc_pages[0]) + r"\.html"))
