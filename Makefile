@@ -35,11 +35,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/python -m pip install -e .
 	touch $@
 
-# The execution cache keys on each notebook's code only: when course_utils changes, drop it so that
-# every notebook runs again (and nbval's reference is never older than the code it tests).
+# The execution cache keys on each notebook's code only, and Sphinx re-reads only changed pages:
+# when course_utils changes, start from a clean build so that every notebook runs again (and nbval's
+# reference is never older than the code it tests).
 CACHE_STAMP := book/_build/.course_utils.stamp
 $(CACHE_STAMP): $(wildcard course_utils/*.py) $(STAMP)
-	rm -rf book/_build/.jupyter_cache
+	rm -rf book/_build
 	mkdir -p $(@D) && touch $@
 
 book: venv $(CACHE_STAMP)
