@@ -1,0 +1,55 @@
+# nbgrader's configuration for the course's exercises (nbgrader 0.9).
+# Careful: if this file raises, nbgrader logs "Exception while loading config file" and carries on
+# WITHOUT any of it (wrong folders, no limits); tests/test_nbgrader_pipeline.py checks for that line.
+# Run every `nbgrader` command from this folder, with the virtual environment's bin/ on PATH
+# (nbgrader runs `alembic` to create the gradebook). The instructor guide lists the commands.
+c = get_config()  # noqa: F821  (nbgrader defines get_config when it loads this file)
+
+c.CourseDirectory.course_id = "mlp-keras"
+# The instructor notebooks (solutions and hidden tests) are nbgrader's source ...
+c.CourseDirectory.source_directory = "solutions"
+# ... and the student release is generated from them into exercises/ (committed, never hand-edited).
+c.CourseDirectory.release_directory = "exercises"
+
+# Seconds a single cell may run while validating or autograding. The slowest solution cell takes a
+# few seconds; a submission stuck in an infinite loop is interrupted after this and graded as it is.
+c.ExecutePreprocessor.timeout = 30
+
+# A test cell a student deleted is put back before grading (by default its points would be lost
+# to the autograder and the cell graded as missing); edited test cells are always restored.
+c.OverwriteCells.add_missing_cells = True
+
+
+# Huge outputs. nbgrader's LimitOutput keeps the first 1,000 lines of a cell's printed output, but a
+# single 50 MB line passes that cap and would land whole in the graded notebook and the feedback HTML.
+# This variant also cuts any text output to `max_chars` characters and drops any other output (an
+# image, HTML) larger than `max_bytes`; it replaces LimitOutput in autograde's list of steps.
+from nbgrader.converters import Autograde
+from nbgrader.preprocessors import LimitOutput
+from traitlets import Integer
+
+
+class LimitOutputSize(LimitOutput):
+    max_chars = Integer(100_000, help="longest text kept from one output").tag(config=True)
+    max_bytes = Integer(2_000_000, help="largest image or other rich output kept").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream" and len(output.text) > self.max_chars:
+                output.text = output.text[: self.max_chars] + "\n... Output truncated ...\n"
+            elif output.output_type in ("display_data", "execute_result"):
+                size = sum(len(str(value)) for value in output.data.values())
+                if size > self.max_bytes:
+                    output.data = {"text/plain": f"... Output of {size:,} characters removed ..."}
+                else:
+                    for mime, value in output.data.items():
+                        if mime.startswith("text/") and len(value) > self.max_chars:
+                            output.data[mime] = value[: self.max_chars] + "\n... Output truncated ..."
+        return cell, resources
+
+
+c.Autograde.autograde_preprocessors = [
+    LimitOutputSize if step is LimitOutput else step
+    for step in Autograde.class_traits()["autograde_preprocessors"].default()
+]

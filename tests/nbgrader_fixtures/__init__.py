@@ -1,0 +1,1 @@
+"""Helpers for the nbgrader tests and benchmark: a throw-away course directory and fake submissions."""
