@@ -19,10 +19,8 @@ model and chapter 6's better model, read from the values those chapters glue (`c
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -31,9 +29,10 @@ from importlib import metadata
 from pathlib import Path
 
 import nbformat
-import yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from course_utils.book import glued_values, toc_docnames
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK = REPO_ROOT / "book"
@@ -47,19 +46,8 @@ MODELS = [
 
 def toc_notebooks(toc_path: Path = BOOK / "_toc.yml") -> list[Path]:
     """The notebooks of the book in reading order (pages that are Markdown files are skipped)."""
-    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
-    names = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                names.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
-        walk(part.get("chapters", []))
-    stems = [re.sub(r"\.(ipynb|md)$", "", name) for name in names]
-    return [BOOK / f"{stem}.ipynb" for stem in stems if (BOOK / f"{stem}.ipynb").is_file()]
+    paths = [BOOK / f"{name}.ipynb" for name in toc_docnames(toc_path)]
+    return [path for path in paths if path.is_file()]
 
 
 def select(notebooks: list[Path], wanted: list[str] | None) -> list[Path]:
@@ -75,24 +63,6 @@ def select(notebooks: list[Path], wanted: list[str] | None) -> list[Path]:
     return chosen
 
 
-def glued_values(nb: nbformat.NotebookNode) -> dict[str, object]:
-    """Every value glued in an executed notebook (``myst_nb.glue``), as Python objects where possible."""
-    values: dict[str, object] = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is None:
-                continue
-            text = output.get("data", {}).get("application/papermill.record/text/plain")
-            if text is None:
-                continue
-            try:
-                values[name] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                values[name] = text
-    return values
-
-
 def execute(notebook: Path, workdir: Path, timeout: int) -> tuple[float, dict[str, object]]:
     """Execute a copy of ``notebook`` in ``workdir``; return (seconds, glued values)."""
     copy = workdir / notebook.relative_to(BOOK)
@@ -105,7 +75,7 @@ def execute(notebook: Path, workdir: Path, timeout: int) -> tuple[float, dict[st
     client.execute()
     seconds = time.perf_counter() - start
     nbformat.write(nb, copy)
-    return seconds, glued_values(nb)
+    return seconds, glued_values(copy)
 
 
 def version(*distributions: str) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
-import yaml
+
+from course_utils import book
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK = REPO_ROOT / "book"
@@ -19,18 +19,7 @@ collect_ignore_glob = ["**/*.ipynb"]
 
 def toc_docnames(toc_path: Path = BOOK / "_toc.yml") -> list[str]:
     """The book's pages in reading order, as paths relative to `book/` without a suffix."""
-    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
-    names = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                names.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
-        walk(part.get("chapters", []))
-    return [re.sub(r"\.(ipynb|md)$", "", name) for name in names]
+    return book.toc_docnames(toc_path)
 
 
 # --- nbval and myst-nb's glue -------------------------------------------------------------------
@@ -38,7 +27,7 @@ def toc_docnames(toc_path: Path = BOOK / "_toc.yml") -> list[str]:
 # The book build moves those outputs out of the executed notebook into <notebook>.glue.json, so
 # nbval's reference cells lack them. nbval skips them in its own comparison (below), and this
 # file compares every re-executed glued value with the build's .glue.json instead.
-GLUE_PREFIX = "application/papermill.record/"
+GLUE_PREFIX = book.GLUE_PREFIX
 
 
 class _SkipGlue(tuple):

@@ -12,59 +12,24 @@ Adding a check is one function: `glued_value(chapter["05_training"], "ch5_test_a
 
 from __future__ import annotations
 
-import ast
-import json
 from functools import cache
 from pathlib import Path
 
 import pytest
 
-GLUE_PREFIX = "application/papermill.record/"
+from course_utils.book import glued_values
+
+# Each executed notebook is parsed once per test session.
+_glued_values = cache(glued_values)
 
 #: What the tutorial (TensorFlow 1) reported after 50 epochs; chapter 5 quotes the same figures.
 TUTORIAL_TRAIN_ACCURACY = 0.9881
 TUTORIAL_TEST_ACCURACY = 0.9627
 
 
-def _glue_outputs(notebook: Path) -> dict[str, dict]:
-    """The glue outputs of an executed notebook by name: from myst-nb's ``.glue.json`` if present,
-    else from the notebook's own outputs (as ``jupyter nbconvert --execute`` leaves them)."""
-    store = notebook.with_suffix(".glue.json")
-    if store.is_file():
-        return json.loads(store.read_text(encoding="utf-8"))
-    found = {}
-    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is not None:
-                data = {key.removeprefix(GLUE_PREFIX): value for key, value in output["data"].items()}
-                found[name] = {**output, "data": data}
-    return found
-
-
-@cache
-def glued_values(notebook: Path) -> dict[str, object]:
-    """Every value glued in an executed notebook, by name.
-
-    Values come back as Python objects where their text form is a literal (numbers, strings, booleans,
-    tuples), otherwise as their text.
-    """
-    values: dict[str, object] = {}
-    for name, output in _glue_outputs(Path(notebook)).items():
-        text = output.get("data", {}).get("text/plain")
-        if text is None:
-            continue
-        text = "".join(text) if isinstance(text, list) else text
-        try:
-            values[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            values[name] = text
-    return values
-
-
 def glued_value(notebook: Path, name: str) -> object:
     """The value glued as ``name`` in an executed notebook; fails naming what was glued instead."""
-    values = glued_values(notebook)
+    values = _glued_values(Path(notebook))
     if name not in values:
         pytest.fail(f"{notebook.name} glues no {name!r}; it glues {sorted(values)}")
     return values[name]
