@@ -1,0 +1,57 @@
+"""The nbgrader settings the guides state are the ones `nbgrader_config.py` sets.
+
+The config file is loaded as nbgrader loads it (traitlets' Python config loader); nothing is run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.preprocessors import LimitOutput
+from traitlets.config.loader import PyFileConfigLoader
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GUIDES = REPO_ROOT / "book" / "guides"
+GUIDE_NAMES = ["student_guide.md", "instructor_guide.md"]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+
+
+@pytest.fixture(scope="module")
+def output_limit(config):
+    """The autograde step that cuts long output, configured as nbgrader configures it."""
+    steps = [s for s in config.Autograde.autograde_preprocessors if issubclass(s, LimitOutput)]
+    assert len(steps) == 1, config.Autograde.autograde_preprocessors
+    return steps[0](config=config)
+
+
+def _guide(name: str) -> str:
+    # Markdown wraps lines: compare with single spaces.
+    return " ".join((GUIDES / name).read_text(encoding="utf-8").split())
+
+
+@pytest.mark.parametrize("guide", GUIDE_NAMES)
+def test_guides_state_the_cell_timeout(config, guide):
+    # every "N seconds" in the guides is the per-cell limit (other durations are "a few seconds")
+    stated = {int(n.replace(",", "")) for n in re.findall(r"(\d[\d,]*) seconds", _guide(guide))}
+    assert stated == {config.ExecutePreprocessor.timeout}, stated
+
+
+def test_instructor_guide_states_the_output_limits(output_limit):
+    text = _guide("instructor_guide.md")
+    assert f"{output_limit.max_lines:,} lines" in text
+    assert f"{output_limit.max_chars:,} characters" in text
+
+
+def test_instructor_guide_states_how_many_cells_the_blank_release_fails():
+    release = nbformat.read(REPO_ROOT / "exercises" / "ch01_notation" / "ch01_notation.ipynb", as_version=4)
+    tests = [c for c in release.cells
+             if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")]
+    stated = re.findall(r"VALIDATION FAILED ON (\d+) CELL\(S\)!", _guide("instructor_guide.md"))
+    assert stated and {int(n) for n in stated} == {len(tests)}, (stated, len(tests))
