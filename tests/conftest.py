@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,8 @@ def toc_docnames(toc_path: Path = BOOK / "_toc.yml") -> list[str]:
 # nbval's reference cells lack them. nbval skips them in its own comparison (below), and this
 # file compares every re-executed glued value with the build's .glue.json instead.
 GLUE_PREFIX = book.GLUE_PREFIX
+# The build's glued values of each executed notebook, read once per session.
+_built_glue = cache(book.glued_outputs)
 
 
 class _SkipGlue(tuple):
@@ -39,8 +41,7 @@ def _check_glue(item):
     """After nbval ran a cell: its glued values must equal the build's (unless nbval ignores it)."""
     if not item.options.get("check") or item.cell.execution_count is None:
         return
-    glue_file = item.path.with_name(item.path.stem + ".glue.json")
-    built = json.loads(glue_file.read_text(encoding="utf-8")) if glue_file.is_file() else {}
+    built = _built_glue(item.path)
     for output in item.test_outputs or []:
         name = output.get("metadata", {}).get("scrapbook", {}).get("name")
         for mime, value in output.get("data", {}).items() if name else ():
