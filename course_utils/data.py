@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_utils.idx import IDXFormatError, read_idx
+from course_utils.idx import IDXFormatError, read_idx, write_idx
 
 __all__ = [
     "EMBEDDED_SOURCE",
@@ -44,6 +44,7 @@ __all__ = [
     "cache_dir",
     "download_mnist",
     "find_mnist_dir",
+    "find_mnist_files",
     "load_dataset",
     "load_embedded_digits",
     "load_mnist",
@@ -320,6 +321,42 @@ def load_embedded_digits(test_per_class: int = 100) -> MNISTData:
     rng = np.random.default_rng(0)
     train, test = rng.permutation(np.flatnonzero(~is_test)), rng.permutation(np.flatnonzero(is_test))
     return MNISTData(X[train], y[train], X[test], y[test], source=EMBEDDED_SOURCE)
+
+
+def find_mnist_files(path: os.PathLike | str | None = None, *, allow_embedded: bool = True) -> Path:
+    """The folder of the four MNIST files, or, offline, of the embedded sample written as IDX files.
+
+    Like `find_mnist_dir`, but when nothing is found (and no ``path`` or ``MNIST_DIR`` was given) it
+    writes the embedded digits (`load_embedded_digits`) once, in MNIST's format and under MNIST's file
+    names, into ``embedded-idx/`` in the cache, and returns that folder with an `EmbeddedDataWarning`.
+    For code that reads the files themselves, as chapter 2 does.
+    """
+    try:
+        return find_mnist_dir(path)
+    except MNISTNotFoundError:
+        if not allow_embedded or path is not None or os.environ.get("MNIST_DIR"):
+            raise
+    directory = cache_dir().parent / "embedded-idx"
+    if _missing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        digits = load_embedded_digits()
+        arrays = {
+            ("train", "images"): digits.X_train, ("train", "labels"): digits.y_train,
+            ("t10k", "images"): digits.X_test, ("t10k", "labels"): digits.y_test,
+        }
+        for (kind, what), array in arrays.items():
+            shaped = array.reshape(-1, 28, 28) if what == "images" else array
+            write_idx(directory / f"{_file_name(kind, what)}.gz", shaped, overwrite=True)
+    warnings.warn(
+        EmbeddedDataWarning(
+            f"Full MNIST was not found, so these are IDX files written from the {EMBEDDED_SOURCE}, "
+            f"in {directory}: same format and names, far fewer digits. To use full MNIST, set "
+            "MNIST_DIR to a folder with the four files, or run course_utils.data.download_mnist() once "
+            "while online."
+        ),
+        stacklevel=2,
+    )
+    return directory
 
 
 def load_dataset(

@@ -30,7 +30,7 @@ from course_utils.data import (
     load_mnist,
     verify_mnist_file,
 )
-from course_utils.idx import IDXFormatError, read_idx, write_idx
+from course_utils.idx import IDXFormatError, read_idx, read_idx_header, write_idx
 
 # ---------------------------------------------------------------- fixtures: a tiny MNIST look-alike
 
@@ -326,6 +326,19 @@ def test_load_dataset_falls_back_to_embedded_digits_with_a_warning(no_mnist_anyw
     assert len(set(digits.y_train[-400:])) == 10
     again = data.load_embedded_digits()
     np.testing.assert_array_equal(again.y_train, digits.y_train)
+
+
+def test_offline_readers_of_the_files_get_the_embedded_digits_as_idx_files(no_mnist_anywhere, tmp_path):
+    with pytest.warns(EmbeddedDataWarning, match="IDX files written from the embedded sample"):
+        folder = data.find_mnist_files()
+    assert folder == tmp_path / "cache" / "mlp-keras-course" / "embedded-idx"
+    embedded = data.load_embedded_digits()
+    images, labels = load_mnist(folder, "train")
+    np.testing.assert_array_equal(images, embedded.X_train)
+    np.testing.assert_array_equal(labels, embedded.y_train)
+    assert read_idx_header(data.mnist_file_path("t10k", "images", folder)).shape == (1000, 28, 28)
+    with pytest.raises(MNISTNotFoundError):
+        data.find_mnist_files(allow_embedded=False)
 
 
 def test_load_dataset_without_fallback_raises(no_mnist_anywhere):
