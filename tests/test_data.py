@@ -322,6 +322,9 @@ def test_load_dataset_falls_back_to_embedded_digits_with_a_warning(no_mnist_anyw
     assert digits.X_train.dtype == np.uint8 and digits.X_train.max() == 255
     assert np.bincount(digits.y_train).tolist() == [400] * 10
     assert np.bincount(digits.y_test).tolist() == [100] * 10
+    # the constants the book quotes describe this sample
+    assert len(digits.y_train) + len(digits.y_test) == 10 * data.EMBEDDED_PER_DIGIT
+    assert len(digits.y_test) == 10 * data.EMBEDDED_TEST_PER_DIGIT
     # shuffled, so that a validation split is not one digit only; and the same every time
     assert len(set(digits.y_train[-400:])) == 10
     again = data.load_embedded_digits()
