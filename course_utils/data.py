@@ -198,8 +198,8 @@ def verify_mnist_file(
 ) -> None:
     """Check a (possibly gzipped) MNIST file against the published SHA-256 of its uncompressed bytes.
 
-    ``name`` defaults to the file name without ``.gz``; ``files`` is the catalogue of expected facts. Raises `ChecksumError` on a mismatch and
-    `IDXFormatError` if a gzip stream is damaged.
+    ``name`` defaults to the file name without ``.gz``; ``files`` is the catalogue of expected facts.
+    Raises `ChecksumError` on a mismatch and `IDXFormatError` if a gzip stream is damaged.
     """
     path = Path(path)
     name = name or path.name.removesuffix(".gz")
@@ -331,6 +331,23 @@ def load_embedded_digits(test_per_class: int = EMBEDDED_TEST_PER_DIGIT) -> MNIST
     return MNISTData(X[train], y[train], X[test], y[test], source=EMBEDDED_SOURCE)
 
 
+def _may_use_embedded(path, allow_embedded: bool) -> bool:
+    # Only when nothing was pointed at: a given path or MNIST_DIR that is wrong stays an error.
+    return allow_embedded and path is None and not os.environ.get("MNIST_DIR")
+
+
+def _warn_embedded(what: str) -> None:
+    warnings.warn(
+        EmbeddedDataWarning(
+            f"Full MNIST was not found (no MNIST_DIR, nothing in {cache_dir()}, and no mirror could be "
+            f"reached), so {what}. Accuracies and timings will differ from full MNIST's. To use full "
+            "MNIST, set MNIST_DIR to a folder with the four files, or run "
+            "course_utils.data.download_mnist() once while online."
+        ),
+        stacklevel=3,
+    )
+
+
 def find_mnist_files(path: os.PathLike | str | None = None, *, allow_embedded: bool = True) -> Path:
     """The folder of the four MNIST files, or, offline, of the embedded sample written as IDX files.
 
@@ -342,7 +359,7 @@ def find_mnist_files(path: os.PathLike | str | None = None, *, allow_embedded: b
     try:
         return find_mnist_dir(path)
     except MNISTNotFoundError:
-        if not allow_embedded or path is not None or os.environ.get("MNIST_DIR"):
+        if not _may_use_embedded(path, allow_embedded):
             raise
     directory = cache_dir().parent / "embedded-idx"
     if _missing(directory):
@@ -355,14 +372,9 @@ def find_mnist_files(path: os.PathLike | str | None = None, *, allow_embedded: b
         for (kind, what), array in arrays.items():
             shaped = array.reshape(-1, 28, 28) if what == "images" else array
             write_idx(directory / f"{_file_name(kind, what)}.gz", shaped, overwrite=True)
-    warnings.warn(
-        EmbeddedDataWarning(
-            f"Full MNIST was not found, so these are IDX files written from the {EMBEDDED_SOURCE}, "
-            f"in {directory}: same format and names, far fewer digits. To use full MNIST, set "
-            "MNIST_DIR to a folder with the four files, or run course_utils.data.download_mnist() once "
-            "while online."
-        ),
-        stacklevel=2,
+    _warn_embedded(
+        f"these are IDX files written from the {EMBEDDED_SOURCE}, in {directory}: same format and "
+        "names, far fewer digits"
     )
     return directory
 
@@ -378,19 +390,14 @@ def load_dataset(
     try:
         directory = find_mnist_dir(path, download=download)
     except MNISTNotFoundError:
-        if not allow_embedded or path is not None or os.environ.get("MNIST_DIR"):
+        if not _may_use_embedded(path, allow_embedded):
             raise
-        warnings.warn(
-            EmbeddedDataWarning(
-                f"Full MNIST was not found (no MNIST_DIR, nothing in {cache_dir()}, and no mirror "
-                f"could be reached), so this uses the {EMBEDDED_SOURCE}: 4,000 digits "
-                "for training and 1,000 for testing. Accuracies and timings will differ from full "
-                "MNIST's. To use full MNIST, set MNIST_DIR to a folder with the four files, or run "
-                "course_utils.data.download_mnist() once while online."
-            ),
-            stacklevel=2,
+        digits = load_embedded_digits()
+        _warn_embedded(
+            f"this uses the {EMBEDDED_SOURCE}: {len(digits.y_train):,} digits for training and "
+            f"{len(digits.y_test):,} for testing"
         )
-        return load_embedded_digits()
+        return digits
     X_train, y_train = load_mnist(directory, "train")
     X_test, y_test = load_mnist(directory, "t10k")
     source = f"MNIST ({len(X_train):,} training and {len(X_test):,} test images)"
