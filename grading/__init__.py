@@ -1,0 +1,16 @@
+"""Instructor-side grading: run each submission in a sandbox and decide its marks outside the kernel.
+
+Nothing here is for students, and the notebooks never import it. nbgrader stays the interface:
+``nbgrader_config.py`` plugs these pieces into ``nbgrader autograde`` and ``generate_feedback``.
+
+| module | holds |
+|---|---|
+| `sandbox` | the bubblewrap command, resource limits, the preflight check (`SandboxUnavailableError`) |
+| `launcher` | ``python -m grading.launcher``: the kernel command that starts ipykernel inside the sandbox |
+| `kernel` | `SandboxedKernelManager`: a jupyter_client kernel manager that uses the launcher over IPC |
+| `checks` | the trusted step: compares what test cells recorded with the solution's records |
+| `scan` | a static scan of answer cells for the report (flags, never marks) |
+| `report` | the per-submission report of what was caught |
+| `preprocessors` | the nbgrader preprocessors that put the above into ``autograde`` and ``generate_feedback`` |
+| `api` | `grade_submission`: one submission in, graded notebook, scores and report out |
+"""

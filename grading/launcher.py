@@ -1,0 +1,76 @@
+"""The kernel command of the sandboxed kernelspec: ``python -m grading.launcher -f CONNECTION_FILE``.
+
+It runs outside the sandbox, as the grader, and stays the parent of the sandbox for the kernel's whole
+life: it reads the `SandboxSpec` that `grading.kernel.SandboxedKernelManager` put in its environment,
+creates a cgroup where it can, starts ipykernel inside bubblewrap in the current folder (the notebook's,
+where jupyter_client starts kernels), and kills the sandbox when the wall clock runs out
+(exit status `WALL_CLOCK_EXIT`). Killing the launcher kills the sandbox too (``--die-with-parent``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from grading import sandbox
+
+
+def kernel_command(spec: sandbox.SandboxSpec, connection_file: str, extra: list[str]) -> list[str]:
+    return [spec.python, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 2 or argv[0] != "-f":
+        print("usage: python -m grading.launcher -f CONNECTION_FILE [ipykernel arguments]", file=sys.stderr)
+        return 2
+    connection_file, extra = argv[1], argv[2:]
+    spec = sandbox.SandboxSpec.from_json(os.environ[sandbox.SPEC_ENV])
+    command = kernel_command(spec, connection_file, extra)
+    group = None
+    if spec.enabled:
+        group = sandbox.create_cgroup(spec.limits) if spec.use_cgroup else None
+        private = [Path(connection_file).resolve().parent]
+        command = sandbox.bwrap_command(spec, Path.cwd(), private, command, memory_rlimit=group is None)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    else:
+        env = dict(os.environ)
+        env.pop(sandbox.SPEC_ENV, None)
+
+    def enter_limits() -> None:  # runs in the child, before bwrap starts
+        if group is not None:
+            (group / "cgroup.procs").write_text("0")
+        try:  # the out-of-memory killer picks the sandbox first
+            Path("/proc/self/oom_score_adj").write_text("1000")
+        except OSError:
+            pass
+
+    # ipykernel's banner goes to stdout; errors (a kernel that cannot start) stay on stderr
+    child = subprocess.Popen(command, env=env, preexec_fn=enter_limits, stdout=subprocess.DEVNULL)
+
+    def stop(signum, frame):  # jupyter_client's SIGTERM/SIGKILL reach the whole process group
+        child.kill()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts travel as messages (interrupt_mode)
+    try:
+        status = child.wait(timeout=spec.limits.wall_clock_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        print(f"grading.launcher: stopped the kernel after its wall clock of {spec.limits.wall_clock_s:g} s",
+              file=sys.stderr)
+        status = sandbox.WALL_CLOCK_EXIT
+    finally:
+        if group is not None:
+            if sandbox.cgroup_oom_kills(group):
+                print("grading.launcher: the kernel ran out of memory", file=sys.stderr)
+            sandbox.remove_cgroup(group)
+    return status if status >= 0 else 128 - status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
