@@ -1,0 +1,309 @@
+"""nbgrader preprocessors that put the sandbox and the trusted checks into nbgrader's own commands.
+
+``nbgrader_config.py`` inserts them:
+
+- `InspectSubmission`, first of autograde's *sanitize* steps: checks that the sandbox starts (and stops
+  the run with `grading.sandbox.SandboxUnavailableError` otherwise), then repairs what would break
+  nbgrader or mislead it and reports it: duplicated cells (which make nbgrader 0.9 abort the whole
+  batch, jupyter/nbgrader#1083), unknown or edited nbgrader metadata, edited and deleted test cells;
+- `SandboxedExecute` replaces nbgrader's ``Execute``: kernels run in the sandbox; a kernel that dies,
+  hangs or runs out of time costs the cells from there on, never the batch; output beyond a budget is
+  dropped as it arrives; outputs of earlier cells cannot be rewritten (display updates) and widget
+  state is not kept;
+- `CheckResults`, right after it: judges every test cell from its records against the solution's
+  (`grading.checks`), replaces the test cell's outputs with its verdict, and writes the report;
+- `HideHiddenTests`, in ``generate_feedback``: removes hidden tests from test cells and any line of
+  them from any output, so feedback never shows them (jupyter/nbgrader#917).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import uuid
+from pathlib import Path
+
+import nbformat
+from jupyter_core.utils import run_sync
+from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
+from nbformat.notebooknode import NotebookNode
+from traitlets import Integer
+
+from grading import checks, sandbox, scan
+from grading.kernel import Sandbox, SandboxedKernelManager
+from grading.report import Report
+
+
+def _course_root(config) -> Path:
+    return Path(CourseDirectory(config=config).root)
+
+
+def _error(ename: str, text: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=ename, evalue=text, traceback=[f"{ename}: {text}"])
+
+
+# --- sanitize ------------------------------------------------------------------------------------------
+
+
+def _canonical_metadata(source_cell, graded: dict, solutions: set, tasks: dict) -> dict:
+    name = source_cell.name
+    meta = {"grade": name in graded, "grade_id": name, "locked": bool(source_cell.locked),
+            "schema_version": 3, "solution": name in solutions, "task": name in tasks,
+            "checksum": source_cell.checksum}
+    if name in graded or name in tasks:
+        meta["points"] = float((graded.get(name) or tasks.get(name)).max_score)
+    return meta
+
+
+class InspectSubmission(NbGraderPreprocessor):
+    """Sanitize step: the sandbox preflight, then repair and report tampering with the notebook's cells."""
+
+    def preprocess(self, nb, resources):
+        sandbox_config = Sandbox(config=self.config)
+        sandbox.check_sandbox(sandbox_config.spec())
+        info = resources["nbgrader"]
+        report = Report(assignment=info["assignment"], student=info["student"], notebook=info["notebook"])
+        if not sandbox_config.enabled:
+            report.sandbox = "none"
+            report.flag("unsandboxed", "graded with --Sandbox.enabled=False")
+        with Gradebook(info["db_url"]) as gb:
+            source_nb = gb.find_notebook(info["notebook"], info["assignment"])
+            sources = {c.name: c for c in source_nb.source_cells}
+            graded = {c.name: c for c in source_nb.grade_cells}
+            solutions = {c.name for c in source_nb.solution_cells}
+            tasks = {c.name: c for c in source_nb.task_cells}
+            self._repair(nb, report, sources, graded, solutions, tasks)
+        report.save(_course_root(self.config))
+        return nb, resources
+
+    def _repair(self, nb, report, sources, graded, solutions, tasks):
+        ids = set()
+        for cell in nb.cells:  # nbformat 4.5 cell ids must be unique too
+            if cell.get("id") in ids:
+                cell["id"] = uuid.uuid4().hex[:8]
+            ids.add(cell.get("id"))
+        seen = set()
+        for cell in reversed(nb.cells):  # like nbgrader, the last copy of a graded cell is the one graded
+            meta = cell.get("metadata", {}).get("nbgrader")
+            if meta is None:
+                continue
+            name = meta.get("grade_id") if isinstance(meta, dict) else None
+            if name not in sources:
+                del cell.metadata["nbgrader"]
+                report.flag("metadata_changed", f"nbgrader metadata of an unknown cell {name!r} removed")
+                continue
+            if name in seen:
+                del cell.metadata["nbgrader"]
+                report.flag("cells_duplicated", f"{name} appears more than once; the earlier copies run ungraded")
+                continue
+            seen.add(name)
+            source = sources[name]
+            canonical = _canonical_metadata(source, graded, solutions, tasks)
+            changed = [k for k in ("grade", "solution", "locked", "task", "points")
+                       if k in canonical and meta.get(k) != canonical[k]
+                       and not (k == "points" and _same_number(meta.get(k), canonical[k]))]
+            if cell.cell_type != source.cell_type:
+                changed.append("cell type")
+            if changed:
+                report.flag("metadata_changed", f"{name}: {', '.join(changed)}")
+            cell.metadata["nbgrader"] = canonical
+            if source.locked and cell.source.strip() != checks.visible_part(source.source).strip() \
+                    and cell.source.strip() != source.source.strip():
+                report.flag("test_cells_edited", name)
+        for name, source in sources.items():
+            if name not in seen and (source.locked or name in graded):
+                report.flag("test_cells_deleted", name)
+
+
+def _same_number(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+# --- execute -------------------------------------------------------------------------------------------
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute, with kernels in the sandbox and failures contained to the submission."""
+
+    output_budget = Integer(20_000_000, help="Characters of output kept from one notebook; the rest "
+                                             "is dropped as it arrives.").tag(config=True)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        kwargs.setdefault("store_widget_state", False)
+        super().__init__(**kwargs)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._stopped: str | None = None
+        self._budget = self.output_budget
+        self._current = -1
+        self.events: list[tuple[str, str]] = []  # (flag, detail) for the report
+        nb, resources = super().preprocess(nb, resources, km)
+        if resources is not None:
+            resources.setdefault("grading", {})["events"] = self.events
+        return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        self._current = index
+        if self._stopped:
+            if cell.cell_type == "code" and cell.source.strip():
+                cell.outputs = [_error("NotRun", f"not run: {self._stopped}")]
+            return cell, self.resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except Exception as error:  # noqa: BLE001 (a dead or stuck kernel must not stop the batch)
+            self._stop(cell, error)
+            return cell, self.resources
+
+    def _stop(self, cell, error) -> None:
+        status = self.km.exit_status() if isinstance(self.km, SandboxedKernelManager) else None
+        if status == sandbox.WALL_CLOCK_EXIT:
+            flag, text = "wall_clock", "the notebook ran longer than its time limit"
+        elif type(error).__name__ == "DeadKernelError":
+            flag, text = "kernel_died", f"the kernel died (exit status {status})"
+        else:
+            flag, text = "cell_timeout", f"the cell could not be stopped after its time limit ({type(error).__name__})"
+        self.log.warning("Stopping this notebook's kernel: %s", text)
+        self.events.append((flag, f"cell {self._current + 1}: {text}"))
+        cell.outputs = list(cell.get("outputs", [])) + [_error(type(error).__name__, text)]
+        self._stopped = text
+        try:
+            if self.km is not None:
+                run_sync(self.km.shutdown_kernel)(now=True)
+        except Exception:  # noqa: BLE001 (already gone)
+            pass
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
+        self._budget -= size
+        if self._budget < 0:
+            if self._budget + size >= 0:  # the first output over the budget: say so once
+                self.events.append(("output_dropped", f"cell {cell_index + 1}: output beyond "
+                                                       f"{self.output_budget:,} characters dropped"))
+                outs.append(NotebookNode(output_type="stream", name="stdout",
+                                         text="\n... Output dropped: this notebook printed too much ...\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _update_display_id(self, display_id, msg):
+        # Only the running cell's outputs may change: a later cell (a test, with hidden code running)
+        # must not rewrite what an earlier cell showed.
+        cells = self._display_id_map.get(display_id, {})
+        if set(cells) - {self._current}:
+            self._display_id_map[display_id] = {k: v for k, v in cells.items() if k == self._current}
+        super()._update_display_id(display_id, msg)
+
+    def handle_comm_msg(self, outs, msg, cell_index):
+        return None  # no widgets, no output hooks that route outputs elsewhere
+
+
+# --- the trusted check ---------------------------------------------------------------------------------
+
+_references: dict[tuple[str, str], dict] = {}
+
+
+def run_sandboxed(nb, config=None, workdir: Path | None = None):
+    """Execute a notebook in the sandbox (in an empty temporary folder unless ``workdir``); return it."""
+    with tempfile.TemporaryDirectory(prefix="grading-run-") as folder:
+        executor = SandboxedExecute(config=config) if config is not None else SandboxedExecute()
+        executed, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir or folder)}})
+    return executed, resources
+
+
+def reference_for(source_path: Path, config=None) -> dict[str, list[checks.Record]]:
+    """The solution's records for every test cell, from running it in the sandbox once per process."""
+    data = Path(source_path).read_bytes()
+    key = (str(source_path), hashlib.sha256(data).hexdigest())
+    if key not in _references:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        executed, _ = run_sandboxed(nb, config)
+        _references[key] = checks.reference_records(executed)
+    return _references[key]
+
+
+def judge_notebook(nb, reference: dict, report: Report, events=()) -> None:
+    """Judge every test cell of an executed submission in place and fill ``report``."""
+    for flag, detail in events:
+        report.flag(flag, detail)
+    for index, cell in enumerate(nb.cells):
+        if checks.is_test_cell(cell):
+            name = checks.grade_id(cell)
+            points = float(cell.metadata.nbgrader.get("points", 0))
+            verdict = checks.judge(cell, reference.get(name, []),
+                                   checks.test_title(checks.visible_part(cell.source), name))
+            if name not in reference:
+                verdict.passed, verdict.reasons = False, ["no reference for this test"]
+            if not verdict.error and verdict.missing:
+                report.flag("records_missing", f"{name}: {len(verdict.missing)} hidden checks did not record")
+            if not verdict.error and verdict.wrong and not verdict.missing:
+                report.flag("wrong_without_error", name)
+            if verdict.unexpected or verdict.invalid:
+                report.flag("records_forged", f"{name}: {verdict.unexpected + verdict.invalid} records the tests do not make")
+            cell.outputs = [NotebookNode(o) for o in checks.feedback_outputs(verdict, points)]
+            report.tests[name] = {**verdict.as_dict(), "points": points, "score": points if verdict.passed else 0.0}
+        else:
+            records, invalid = checks.read_records(cell)
+            if records or invalid:
+                report.flag("records_forged", f"cell {index + 1}: {len(records) + invalid} record outputs outside a test cell")
+            checks.strip_records(cell)
+    report.scan = scan.scan_notebook(nb)
+    if report.scan:
+        report.flag("static_scan", "; ".join(f"{k}: {', '.join(v)}" for k, v in report.scan.items()))
+
+
+class CheckResults(NbGraderPreprocessor):
+    """Autograde step right after execution: the trusted verdict on every test cell, and the report."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        coursedir = CourseDirectory(config=self.config)
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / \
+            f"{info['notebook']}.ipynb"
+        reference = reference_for(source, self.config)
+        root = _course_root(self.config)
+        report = Report.load(root, info["assignment"], info["student"], info["notebook"])
+        judge_notebook(nb, reference, report, resources.get("grading", {}).get("events", []))
+        report.save(root)
+        if report.flags:
+            self.log.warning("Grading report: %s", report.summary())
+        return nb, resources
+
+
+# --- feedback ------------------------------------------------------------------------------------------
+
+
+class HideHiddenTests(ClearHiddenTests):
+    """generate_feedback step: hidden tests out of test cells, and any line of them out of any output."""
+
+    def preprocess(self, nb, resources):
+        secret = [line for cell in nb.cells if checks.is_test_cell(cell) for line in checks.hidden_lines(cell.source)]
+        nb, resources = super().preprocess(nb, resources)
+        for cell in nb.cells:
+            checks.strip_records(cell)
+            for output in cell.get("outputs", []):
+                _redact(output, secret)
+        return nb, resources
+
+
+def _redact(output, secret: list[str]) -> None:
+    def clean(text):
+        if isinstance(text, list):
+            return [clean(t) for t in text]
+        if not isinstance(text, str):
+            return text
+        for line in secret:
+            if line in text:
+                text = text.replace(line, "[hidden test removed]")
+        return text
+
+    for key in ("text", "evalue", "traceback"):
+        if key in output:
+            output[key] = clean(output[key])
+    for mime in list(output.get("data", {})):
+        output["data"][mime] = clean(output["data"][mime])

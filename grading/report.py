@@ -1,0 +1,79 @@
+"""The per-submission report: what grading caught, for the instructor (never sent to students).
+
+One JSON file per submission, ``reports/<assignment>/<student>.json`` in the course folder, written
+while nbgrader autogrades, plus one line per flagged submission in the log. Flags:
+
+| flag | meaning |
+|---|---|
+| ``unsandboxed`` | graded with ``--Sandbox.enabled=False`` |
+| ``test_cells_edited`` | a locked cell's source differed from the release (restored before grading) |
+| ``test_cells_deleted`` | a graded or locked cell was missing (put back before grading) |
+| ``cells_duplicated`` | a graded cell appeared more than once (the copies were made plain cells) |
+| ``metadata_changed`` | a cell's nbgrader metadata (points, type, lock, role, id) was edited |
+| ``records_missing`` | a test cell raised nothing yet some hidden test did not record: tests did not run as written |
+| ``records_forged`` | record outputs outside test cells, invalid ones, or more than the tests make |
+| ``wrong_without_error`` | a test cell raised nothing but its results were wrong: fooled or hard-coded checks |
+| ``kernel_died`` / ``wall_clock`` / ``cell_timeout`` | the kernel died, ran out of time, or a cell was stopped |
+| ``output_dropped`` | the submission printed more than the grader keeps |
+| ``static_scan`` | answer cells use constructs the exercises never need (see ``scan``) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+FLAGS = (
+    "unsandboxed", "test_cells_edited", "test_cells_deleted", "cells_duplicated", "metadata_changed",
+    "records_missing", "records_forged", "wrong_without_error", "kernel_died", "wall_clock",
+    "cell_timeout", "output_dropped", "static_scan",
+)
+
+
+@dataclass
+class Report:
+    assignment: str
+    student: str
+    notebook: str
+    flags: dict[str, list[str]] = field(default_factory=dict)  # flag -> details
+    tests: dict[str, dict] = field(default_factory=dict)  # grade_id -> verdict and points
+    scan: dict[str, list[str]] = field(default_factory=dict)
+    sandbox: str = "bubblewrap"
+
+    def flag(self, name: str, detail: str) -> None:
+        if name not in FLAGS:
+            raise ValueError(f"unknown flag {name!r}")
+        details = self.flags.setdefault(name, [])
+        if detail not in details:
+            details.append(detail)
+
+    @property
+    def score(self) -> float:
+        return sum(t["score"] for t in self.tests.values())
+
+    def summary(self) -> str:
+        flags = ", ".join(sorted(self.flags)) or "nothing flagged"
+        return f"{self.student}/{self.assignment}: {self.score:g} points; {flags}"
+
+    @staticmethod
+    def path(course_root: Path, assignment: str, student: str) -> Path:
+        return Path(course_root) / "reports" / assignment / f"{student}.json"
+
+    def save(self, course_root: Path) -> Path:
+        path = self.path(course_root, self.assignment, self.student)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.part")
+        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, course_root: Path, assignment: str, student: str, notebook: str) -> Report:
+        path = cls.path(course_root, assignment, student)
+        if path.is_file():
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("notebook") == notebook:
+                return cls(**raw)
+        return cls(assignment=assignment, student=student, notebook=notebook)
