@@ -46,6 +46,7 @@ __all__ = [
     "MNISTNotFoundError",
     "cache_dir",
     "data_note",
+    "data_source_key",
     "download_mnist",
     "embedded_idx_dir",
     "find_mnist_dir",
@@ -444,6 +445,20 @@ def load_dataset(
 
 def _n_samples(kind: str) -> int:
     return MNIST_FILES[_file_name(kind, "labels")].n_samples
+
+
+def data_source_key() -> str:
+    """Which data a notebook would load now: ``"MNIST <folder>"`` or ``"embedded sample"``.
+
+    Follows `load_dataset`'s search (downloading if it would). `make book` compares it with the last
+    build's, because Jupyter Book's execution cache keys on the code only, not on the data.
+    """
+    try:
+        return f"MNIST {find_mnist_dir().resolve()}"
+    except MNISTNotFoundError:
+        if not _may_use_embedded(None, True):
+            raise
+        return "embedded sample"
 
 
 #: The label of the introduction's paragraph that says where the data comes from and how to get it.

@@ -406,6 +406,17 @@ def test_the_data_note_says_which_data_a_page_was_built_on(full):
         assert f"<{data.DATA_HELP_LABEL}>" in text  # a link to how to get full MNIST
 
 
+def test_data_source_key_names_what_a_build_would_load(tiny_catalogue, no_mnist_anywhere, tmp_path, monkeypatch):
+    assert data.data_source_key() == "embedded sample"
+    _, payloads, _ = tiny_catalogue
+    folder = _write_tiny_mnist(tmp_path / "m", payloads)
+    monkeypatch.setenv("MNIST_DIR", str(folder))
+    assert data.data_source_key() == f"MNIST {folder.resolve()}"
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(MNISTNotFoundError, match="MNIST_DIR"):  # a wrong MNIST_DIR stops the build
+        data.data_source_key()
+
+
 def test_load_dataset_without_fallback_raises(no_mnist_anywhere):
     with pytest.raises(MNISTNotFoundError):
         load_dataset(allow_embedded=False)
