@@ -35,15 +35,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/python -m pip install -e .
 	touch $@
 
-# The execution cache keys on each notebook's code only, and Sphinx re-reads only changed pages:
-# when course_utils changes, start from a clean build so that every notebook runs again (and nbval's
-# reference is never older than the code it tests).
-CACHE_STAMP := book/_build/.course_utils.stamp
-$(CACHE_STAMP): $(wildcard course_utils/*.py) $(STAMP)
-	rm -rf book/_build
-	mkdir -p $(@D) && touch $@
+# The execution cache keys on each notebook's code only, and Sphinx re-reads only changed pages: when
+# course_utils or the data the notebooks would load (full MNIST or the embedded sample) changes, start
+# from a clean build, so that every notebook runs again and no page describes other data than it says
+# (and nbval's reference is never older than the code it tests).
+BUILD_KEY := book/_build/.build-key
 
-book: venv $(CACHE_STAMP)
+book: venv
+	@key="$$(cat course_utils/*.py | sha256sum | cut -c1-16) $$($(RUN) python -c \
+	  'from course_utils.data import data_source_key; print(data_source_key())')" || exit 1; \
+	if [ "$$(cat $(BUILD_KEY) 2>/dev/null)" != "$$key" ]; then \
+	  echo "building the book from scratch for: $$key"; \
+	  rm -rf book/_build && mkdir -p book/_build && echo "$$key" > $(BUILD_KEY); \
+	fi
 	$(RUN) jupyter-book build -W -n --keep-going book/
 
 browser:

