@@ -204,6 +204,9 @@ def reference_records(executed_source) -> dict[str, list[Record]]:
             raise ReferenceError(f"the solution's test cell {grade_id(cell)!r} {problem}: fix the source "
                                  "notebook (every test cell's hidden tests record what they check)")
         reference[grade_id(cell)] = records
+        verdict = judge(cell, records)
+        if not verdict.passed:
+            raise ReferenceError(f"the solution fails its own test cell {grade_id(cell)!r}: {verdict.reasons}")
     return reference
 
 
@@ -252,6 +255,9 @@ def _keyed(records: list[Record]) -> dict[tuple[str, int], Record]:
     return keyed
 
 
+RULES = ("equal", "accuracy", "data")
+
+
 def _accuracy_matches(got: Record, expected: Record, mine: dict, reference: dict) -> bool:
     """Rule "accuracy": the value is the fraction of the submission's recorded predictions that equal the
     solution's recorded labels, and at least ``min``."""
@@ -277,10 +283,12 @@ def judge(cell, expected: list[Record], title: str | None = None) -> Verdict:
         if rec is None:
             missing.append(ref.name)
             continue
+        if ref.rule == "data":  # recorded for another record's rule, not judged itself
+            continue
         if ref.rule == "accuracy":
             ok = _accuracy_matches(rec, ref, mine, reference)
         else:
-            ok = values_match(rec.value, ref.value, ref.rtol, ref.atol)
+            ok = ref.rule == "equal" and values_match(rec.value, ref.value, ref.rtol, ref.atol)
         if not ok:
             wrong.append(ref.name)
             messages.append(ref.message or "a hidden test found a wrong result")

@@ -47,7 +47,9 @@ class Sandbox(Configurable):
     workdir_mb = Integer(sandbox.Limits.workdir_bytes // sandbox.MiB,
                          help="Room for files in the notebook's folder.").tag(config=True)
     wall_clock = Float(sandbox.Limits.wall_clock_s, help="Seconds a kernel may live: one notebook.").tag(config=True)
-    use_cgroup = Bool(True, help="Use a cgroup v2 for memory and processes where one can be made.").tag(config=True)
+    use_cgroup = Bool(True, help="Cap memory and processes with cgroups where they can be made.").tag(config=True)
+    require_process_limit = Bool(True, help="As root, stop unless a cgroup caps processes (RLIMIT_NPROC "
+                                            "does not apply to root).").tag(config=True)
 
     def limits(self) -> sandbox.Limits:
         return sandbox.Limits(
@@ -59,9 +61,8 @@ class Sandbox(Configurable):
 
     def spec(self) -> sandbox.SandboxSpec:
         spec = sandbox.default_spec(self.limits(), enabled=self.enabled)
-        if not self.use_cgroup:
-            spec = sandbox.dataclasses.replace(spec, use_cgroup=False)
-        return spec
+        return sandbox.dataclasses.replace(spec, use_cgroup=self.use_cgroup,
+                                           require_process_limit=self.require_process_limit)
 
 
 def sandboxed_kernel_spec(spec: sandbox.SandboxSpec) -> KernelSpec:

@@ -30,26 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     connection_file, extra = argv[1], argv[2:]
     spec = sandbox.SandboxSpec.from_json(os.environ[sandbox.SPEC_ENV])
     command = kernel_command(spec, connection_file, extra)
-    group = None
+    # ipykernel's banner goes to stdout; errors (a kernel that cannot start) stay on stderr
     if spec.enabled:
-        group = sandbox.create_cgroup(spec.limits) if spec.use_cgroup else None
         private = [Path(connection_file).resolve().parent]
-        command = sandbox.bwrap_command(spec, Path.cwd(), private, command, memory_rlimit=group is None)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        child, groups = sandbox.start_sandbox(spec, Path.cwd(), private, command, stdout=subprocess.DEVNULL)
     else:
         env = dict(os.environ)
         env.pop(sandbox.SPEC_ENV, None)
-
-    def enter_limits() -> None:  # runs in the child, before bwrap starts
-        if group is not None:
-            (group / "cgroup.procs").write_text("0")
-        try:  # the out-of-memory killer picks the sandbox first
-            Path("/proc/self/oom_score_adj").write_text("1000")
-        except OSError:
-            pass
-
-    # ipykernel's banner goes to stdout; errors (a kernel that cannot start) stay on stderr
-    child = subprocess.Popen(command, env=env, preexec_fn=enter_limits, stdout=subprocess.DEVNULL)
+        child, groups = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL), sandbox.Cgroups()
 
     def stop(signum, frame):  # jupyter_client's SIGTERM/SIGKILL reach the whole process group
         child.kill()
@@ -65,10 +53,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         status = sandbox.WALL_CLOCK_EXIT
     finally:
-        if group is not None:
-            if sandbox.cgroup_oom_kills(group):
-                print("grading.launcher: the kernel ran out of memory", file=sys.stderr)
-            sandbox.remove_cgroup(group)
+        if groups.oom_kills():
+            print("grading.launcher: the kernel ran out of memory", file=sys.stderr)
+        groups.remove()
     return status if status >= 0 else 128 - status
 
 

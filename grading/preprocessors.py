@@ -130,7 +130,7 @@ def _same_number(a, b) -> bool:
 class SandboxedExecute(Execute):
     """nbgrader's Execute, with kernels in the sandbox and failures contained to the submission."""
 
-    output_budget = Integer(20_000_000, help="Characters of output kept from one notebook; the rest "
+    output_budget = Integer(64_000_000, help="Characters of output kept from one notebook; the rest "
                                              "is dropped as it arrives.").tag(config=True)
 
     def __init__(self, **kwargs):
@@ -190,6 +190,10 @@ class SandboxedExecute(Execute):
                                          text="\n... Output dropped: this notebook printed too much ...\n"))
             return None
         return super().output(outs, msg, display_id, cell_index)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self.events.append(("cell_timeout", f"cell {self._current + 1}: stopped after {timeout} s"))
+        return await super()._async_handle_timeout(timeout, cell)
 
     def _update_display_id(self, display_id, msg):
         # Only the running cell's outputs may change: a later cell (a test, with hidden code running)

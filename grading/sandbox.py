@@ -69,7 +69,7 @@ class SandboxUnavailableError(SystemExit):
 class Limits:
     """Resource limits for one sandboxed kernel (its processes and threads together)."""
 
-    memory_bytes: int = 4 * GiB
+    memory_bytes: int = 2 * GiB
     processes: int = 512  # threads count too: TensorFlow starts a pool per core
     file_size_bytes: int = 256 * MiB
     open_files: int = 1024
@@ -90,6 +90,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     enabled: bool = True  # False: no sandbox at all (the loud, explicit opt-out)
     use_cgroup: bool = True
+    require_process_limit: bool = True  # as root, stop unless a cgroup can cap processes
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -209,13 +210,16 @@ def _root_filesystem() -> list[str]:
 
 
 def bwrap_command(spec: SandboxSpec, workdir: Path, private_dirs: list[Path], command: list[str],
-                  *, memory_rlimit: bool = True) -> list[str]:
+                  *, memory_rlimit: bool = True, processes: int | None = None) -> list[str]:
     """The command line that runs ``command`` in the sandbox, in ``workdir``.
 
     ``private_dirs`` (the kernel's connection file and IPC sockets) are bound writable at the same
-    path. The limits are set by ``prlimit`` inside, after the user namespace exists: set outside, the
-    process limit would count every process of the grader's own user.
+    path. The rlimits are set by ``prlimit`` inside, once the user namespace exists.
     """
+
+    def bind(source: str, dest: str, writable: bool = False) -> list[str]:
+        return ["--bind" if writable else "--ro-bind", source, dest]
+
     limits = spec.limits
     workdir = workdir.resolve()
     args = ["bwrap", *_NAMESPACE_FLAGS, "--clearenv"]
@@ -226,103 +230,215 @@ def bwrap_command(spec: SandboxSpec, workdir: Path, private_dirs: list[Path], co
     # /tmp first: a bind below /tmp made before this tmpfs would be hidden by it
     args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     for path in spec.read_only:
-        args += ["--ro-bind", path, path]
+        args += bind(path, path)
     if spec.course_lib:
-        args += ["--ro-bind", spec.course_lib, f"{COURSE_LIB}/course_utils"]
+        args += bind(spec.course_lib, f"{COURSE_LIB}/course_utils")
     args += ["--size", str(limits.workdir_bytes), "--tmpfs", str(workdir)]
     for entry in sorted(workdir.iterdir()):
         # the folder's own files, read-only; never a notebook (the one being graded holds hidden tests)
         if entry.suffix != ".ipynb" and not entry.name.startswith("."):
-            args += ["--ro-bind", str(entry), str(entry)]
+            args += bind(str(entry), str(entry))
     for path in private_dirs:
-        args += ["--bind", str(path), str(path)]
+        args += bind(str(path), str(path), writable=True)
     args += ["--chdir", str(workdir), "--"]
-    rlimits = [f"--nproc={limits.processes}", f"--fsize={limits.file_size_bytes}",
+    rlimits = [f"--nproc={processes or limits.processes}", f"--fsize={limits.file_size_bytes}",
                f"--nofile={limits.open_files}", "--core=0"]
     if memory_rlimit:
         rlimits.append(f"--data={limits.memory_bytes}")
     return args + ["prlimit", *rlimits, "--", *command]
 
 
-# --- cgroup v2 ----------------------------------------------------------------------------------------
+def _tasks_of(uid: int) -> int:
+    """Processes and threads that ``uid`` runs now (RLIMIT_NPROC counts them all)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                continue
+    return count
 
 
-def _cgroup2_mount() -> Path | None:
+NO_PROCESS_LIMIT = (
+    "Grading stopped: the sandbox cannot limit how many processes a submission starts. Running as\n"
+    "root, the sandbox's processes belong to root, for which Linux does not enforce RLIMIT_NPROC, and\n"
+    "no cgroup with a pids controller could be created here, so one fork bomb could fill the\n"
+    "machine's process table.\nWhat to do:\n"
+    "  - run nbgrader as an ordinary user (RLIMIT_NPROC then applies), or\n"
+    "  - give the grader a writable cgroup with the pids controller (cgroup v2 with pids delegated,\n"
+    "    or a cgroup v1 pids hierarchy), or\n"
+    "  - accept the risk: c.Sandbox.require_process_limit = False in nbgrader_config.py."
+)
+
+
+def start_sandbox(spec: SandboxSpec, workdir: Path, private_dirs: list[Path], command: list[str],
+                  **popen_kwargs) -> tuple[subprocess.Popen, Cgroups]:
+    """Start ``command`` in the sandbox; return the bubblewrap process and its cgroups.
+
+    Memory and processes are capped by cgroups where they can be created (v2, or v1 controllers),
+    otherwise by RLIMIT_DATA and RLIMIT_NPROC. RLIMIT_NPROC counts every process of the sandbox's
+    user outside it, which is the grader's: the limit is raised by what that user already runs, and
+    for root it does not apply at all (see `NO_PROCESS_LIMIT`).
+    """
+    groups = create_cgroups(spec.limits) if spec.use_cgroup else Cgroups()
+    if os.geteuid() == 0:
+        if not groups.processes and spec.require_process_limit:
+            groups.remove()
+            raise SandboxUnavailableError(NO_PROCESS_LIMIT)
+        processes = spec.limits.processes
+    else:
+        processes = spec.limits.processes + _tasks_of(os.getuid())
+    command = bwrap_command(spec, workdir, private_dirs, command, memory_rlimit=not groups.memory,
+                            processes=processes)
+
+    def enter() -> None:  # in the child, before bubblewrap starts
+        groups.join()
+        try:  # the out-of-memory killer picks the sandbox first
+            Path("/proc/self/oom_score_adj").write_text("1000")
+        except OSError:
+            pass
+
+    try:
+        process = subprocess.Popen(command, preexec_fn=enter,
+                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, **popen_kwargs)
+    except BaseException:
+        groups.remove()
+        raise
+    return process, groups
+
+
+# --- cgroups --------------------------------------------------------------------------------------------
+
+
+def _cgroup_mounts() -> tuple[Path | None, dict[str, Path]]:
+    """The cgroup v2 mount point, and the v1 mount point of each v1 controller."""
+    v2, v1 = None, {}
     try:
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             left, _, right = line.partition(" - ")
-            if right.split(" ")[0] == "cgroup2":
-                return Path(left.split(" ")[4])
-    except OSError:
+            fields, mount = right.split(" "), Path(left.split(" ")[4])
+            if fields[0] == "cgroup2":
+                v2 = mount
+            elif fields[0] == "cgroup" and len(fields) > 2:
+                for option in fields[2].split(","):
+                    v1[option] = mount
+    except (OSError, IndexError):
         pass
-    return None
+    return v2, v1
 
 
-def own_cgroup() -> Path | None:
-    """This process's cgroup v2 folder, or None (no cgroup v2 mounted)."""
-    mount = _cgroup2_mount()
-    if mount is None:
-        return None
+def _own_paths() -> dict[str, str]:
+    """This process's cgroup path in each hierarchy: "" for v2, the controller names for v1."""
+    paths = {}
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                return mount / line[3:].lstrip("/")
-    except OSError:
-        pass
-    return None
-
-
-def create_cgroup(limits: Limits, parent: Path | None = None, name: str | None = None) -> Path | None:
-    """A fresh cgroup with ``memory.max`` and ``pids.max`` set, or None where none can be made.
-
-    None when cgroup v2 is not mounted, the folder is not writable, or the memory and pids
-    controllers are not enabled for it (the caller then falls back to ``RLIMIT_DATA``).
-    """
-    parent = parent or own_cgroup()
-    if parent is None:
-        return None
-    group = parent / (name or f"grading-{os.getpid()}")
-    try:
-        group.mkdir()
-    except OSError:
-        return None
-    try:
-        (group / "memory.max").write_text(str(limits.memory_bytes))
-        (group / "pids.max").write_text(str(limits.processes))
-        if (group / "memory.swap.max").exists():
-            (group / "memory.swap.max").write_text("0")
-        return group
-    except OSError:
-        remove_cgroup(group)
-        return None
-
-
-def remove_cgroup(group: Path) -> None:
-    """Kill whatever is left in ``group`` and remove it."""
-    try:
-        if (group / "cgroup.kill").exists():
-            (group / "cgroup.kill").write_text("1")
-        for _ in range(50):
-            try:
-                group.rmdir()
-                return
-            except OSError:
-                import time
-
-                time.sleep(0.02)
-    except OSError:
-        pass
-
-
-def cgroup_oom_kills(group: Path) -> int:
-    try:
-        for line in (group / "memory.events").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
+            _, controllers, path = line.split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                paths[name] = path.lstrip("/")
     except (OSError, ValueError):
         pass
-    return 0
+    return paths
+
+
+@dataclass
+class Cgroups:
+    """The cgroup folders one sandbox joins, and which of its limits they enforce."""
+
+    folders: list[Path] = field(default_factory=list)
+    memory: bool = False
+    processes: bool = False
+
+    def join(self) -> None:
+        for folder in self.folders:
+            (folder / "cgroup.procs").write_text("0")
+
+    def oom_kills(self) -> int:
+        kills = 0
+        for folder in self.folders:
+            for name in ("memory.events", "memory.oom_control"):
+                try:
+                    for line in (folder / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            kills += int(value)
+                except (OSError, ValueError):
+                    continue
+        return kills
+
+    def remove(self) -> None:
+        """Kill whatever is left in the cgroups and remove them."""
+        import signal
+        import time
+
+        for folder in self.folders:
+            for _ in range(100):
+                try:
+                    if (folder / "cgroup.kill").exists():
+                        (folder / "cgroup.kill").write_text("1")
+                    else:
+                        for pid in (folder / "cgroup.procs").read_text().split():
+                            os.kill(int(pid), signal.SIGKILL)
+                    folder.rmdir()
+                    break
+                except ProcessLookupError:
+                    continue
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def _try_folder(folder: Path, settings: dict[str, str]) -> bool:
+    """Create ``folder`` and write the settings that exist there; False (and no folder) if it fails."""
+    try:
+        folder.mkdir()
+    except OSError:
+        return False
+    try:
+        written = 0
+        for name, value in settings.items():
+            if (folder / name).exists():
+                (folder / name).write_text(value)
+                written += 1
+        if written:
+            return True
+    except OSError:
+        pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+    return False
+
+
+def create_cgroups(limits: Limits, name: str | None = None) -> Cgroups:
+    """Cgroups that cap one sandbox's memory and processes, where this machine lets us create them.
+
+    cgroup v2 first (``memory.max``, ``pids.max``), then the v1 ``memory`` and ``pids`` controllers
+    for what v2 could not cap. What no cgroup caps, the caller limits with rlimits.
+    """
+    name = name or f"grading-{os.getpid()}"
+    v2, v1 = _cgroup_mounts()
+    own = _own_paths()
+    groups = Cgroups()
+    if v2 is not None and "" in own:
+        folder = v2 / own[""] / name
+        if _try_folder(folder, {"memory.max": str(limits.memory_bytes), "memory.swap.max": "0",
+                                "pids.max": str(limits.processes)}):
+            groups.folders.append(folder)
+            groups.memory = (folder / "memory.max").exists()
+            groups.processes = (folder / "pids.max").exists()
+    for controller, setting, value in (("memory", "memory.limit_in_bytes", limits.memory_bytes),
+                                       ("pids", "pids.max", limits.processes)):
+        if getattr(groups, "memory" if controller == "memory" else "processes") or controller not in v1:
+            continue
+        folder = v1[controller] / own.get(controller, "") / name
+        if _try_folder(folder, {setting: str(value)}):
+            groups.folders.append(folder)
+            setattr(groups, "memory" if controller == "memory" else "processes", True)
+    return groups
 
 
 # --- preflight ------------------------------------------------------------------------------------------
@@ -365,12 +481,17 @@ def check_sandbox(spec: SandboxSpec) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="grading-preflight-") as folder:
-        command = bwrap_command(spec, Path(folder), [], [spec.python, "-c", "import course_utils"])
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+            process, groups = start_sandbox(spec, Path(folder), [], [spec.python, "-c", "import course_utils"],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                _, stderr = process.communicate(timeout=60)
+            finally:
+                groups.remove()
         except (OSError, subprocess.TimeoutExpired) as error:
             raise SandboxUnavailableError(f"Grading stopped: the sandbox did not start ({error}).\n"
                                           + HOW_TO_FIX) from None
+    proc = subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
         raise SandboxUnavailableError(
