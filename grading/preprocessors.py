@@ -74,47 +74,56 @@ class InspectSubmission(NbGraderPreprocessor):
             graded = {c.name: c for c in source_nb.grade_cells}
             solutions = {c.name for c in source_nb.solution_cells}
             tasks = {c.name: c for c in source_nb.task_cells}
-            self._repair(nb, report, sources, graded, solutions, tasks)
+            repair_cells(nb, report, sources, graded, solutions, tasks)
         report.save(_course_root(self.config))
         return nb, resources
 
-    def _repair(self, nb, report, sources, graded, solutions, tasks):
-        ids = set()
-        for cell in nb.cells:  # nbformat 4.5 cell ids must be unique too
-            if cell.get("id") in ids:
-                cell["id"] = uuid.uuid4().hex[:8]
-            ids.add(cell.get("id"))
-        seen = set()
-        for cell in reversed(nb.cells):  # like nbgrader, the last copy of a graded cell is the one graded
-            meta = cell.get("metadata", {}).get("nbgrader")
-            if meta is None:
-                continue
-            name = meta.get("grade_id") if isinstance(meta, dict) else None
-            if name not in sources:
-                del cell.metadata["nbgrader"]
-                report.flag("metadata_changed", f"nbgrader metadata of an unknown cell {name!r} removed")
-                continue
-            if name in seen:
-                del cell.metadata["nbgrader"]
-                report.flag("cells_duplicated", f"{name} appears more than once; the earlier copies run ungraded")
-                continue
-            seen.add(name)
-            source = sources[name]
-            canonical = _canonical_metadata(source, graded, solutions, tasks)
-            changed = [k for k in ("grade", "solution", "locked", "task", "points")
-                       if k in canonical and meta.get(k) != canonical[k]
-                       and not (k == "points" and _same_number(meta.get(k), canonical[k]))]
-            if cell.cell_type != source.cell_type:
-                changed.append("cell type")
-            if changed:
-                report.flag("metadata_changed", f"{name}: {', '.join(changed)}")
-            cell.metadata["nbgrader"] = canonical
-            if source.locked and cell.source.strip() != checks.visible_part(source.source).strip() \
-                    and cell.source.strip() != source.source.strip():
-                report.flag("test_cells_edited", name)
-        for name, source in sources.items():
-            if name not in seen and (source.locked or name in graded):
-                report.flag("test_cells_deleted", name)
+
+def repair_cells(nb, report: Report, sources: dict, graded: dict, solutions: set, tasks: dict) -> set[str]:
+    """Make a submission's cells safe for nbgrader, and flag what was wrong; return the graded ids seen.
+
+    ``sources`` maps each locked, graded or answer cell's id to its source cell (``name``,
+    ``cell_type``, ``locked``, ``source``, ``checksum``); ``graded`` and ``tasks`` map ids to cells with
+    ``max_score``. Duplicates lose their nbgrader metadata (the last copy stays), unknown graded cells
+    become plain cells, and every known cell gets its metadata from the source.
+    """
+    ids = set()
+    for cell in nb.cells:  # nbformat 4.5 cell ids must be unique too
+        if cell.get("id") in ids:
+            cell["id"] = uuid.uuid4().hex[:8]
+        ids.add(cell.get("id"))
+    seen = set()
+    for cell in reversed(nb.cells):  # like nbgrader, the last copy of a graded cell is the one graded
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is None:
+            continue
+        name = meta.get("grade_id") if isinstance(meta, dict) else None
+        if name not in sources:
+            del cell.metadata["nbgrader"]
+            report.flag("metadata_changed", f"nbgrader metadata of an unknown cell {name!r} removed")
+            continue
+        if name in seen:
+            del cell.metadata["nbgrader"]
+            report.flag("cells_duplicated", f"{name} appears more than once; the earlier copies run ungraded")
+            continue
+        seen.add(name)
+        source = sources[name]
+        canonical = _canonical_metadata(source, graded, solutions, tasks)
+        changed = [k for k in ("grade", "solution", "locked", "task", "points")
+                   if k in canonical and meta.get(k) != canonical[k]
+                   and not (k == "points" and _same_number(meta.get(k), canonical[k]))]
+        if cell.cell_type != source.cell_type:
+            changed.append("cell type")
+        if changed:
+            report.flag("metadata_changed", f"{name}: {', '.join(changed)}")
+        cell.metadata["nbgrader"] = canonical
+        if source.locked and cell.source.strip() != checks.visible_part(source.source).strip() \
+                and cell.source.strip() != source.source.strip():
+            report.flag("test_cells_edited", name)
+    for name, source in sources.items():
+        if name not in seen and (source.locked or name in graded):
+            report.flag("test_cells_deleted", name)
+    return seen
 
 
 def _same_number(a, b) -> bool:
@@ -209,7 +218,7 @@ class SandboxedExecute(Execute):
 
 # --- the trusted check ---------------------------------------------------------------------------------
 
-_references: dict[tuple[str, str], dict] = {}
+_references: dict[str, dict] = {}
 
 
 def run_sandboxed(nb, config=None, workdir: Path | None = None):
@@ -220,10 +229,13 @@ def run_sandboxed(nb, config=None, workdir: Path | None = None):
     return executed, resources
 
 
-def reference_for(source_path: Path, config=None) -> dict[str, list[checks.Record]]:
-    """The solution's records for every test cell, from running it in the sandbox once per process."""
-    data = Path(source_path).read_bytes()
-    key = (str(source_path), hashlib.sha256(data).hexdigest())
+def reference_for(source, config=None) -> dict[str, list[checks.Record]]:
+    """The solution's records for every test cell, from running it in the sandbox once per process.
+
+    ``source`` is the source notebook or its path.
+    """
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else nbformat.writes(source).encode()
+    key = hashlib.sha256(data).hexdigest()
     if key not in _references:
         nb = nbformat.reads(data.decode("utf-8"), as_version=4)
         executed, _ = run_sandboxed(nb, config)
