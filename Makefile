@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv book browser test lab bench clean
+.PHONY: help venv book browser test lab bench kit clean
 
 help:
 	@echo "make venv     create .venv and install requirements.txt and course_utils (once)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test     build the book, then run the tests and re-execute the notebooks with nbval"
 	@echo "make lab      start JupyterLab (with nbgrader's Validate button) for the exercises"
 	@echo "make bench    print the speed tables: MNIST loading, notebook execution, autograding"
+	@echo "make kit      build dist/student-kit.zip: the exercises for students, without solutions"
 	@echo "make clean    remove book/_build and test-artifacts"
 
 venv: $(STAMP)
@@ -74,5 +75,10 @@ bench: venv
 	$(RUN) python benchmarks/bench_book.py
 	$(RUN) python benchmarks/bench_autograde.py
 
+# The student kit: the release, course_utils, requirements and a README; no solutions, no hidden
+# tests, no grading code (grading/kit.py; the nbgrader pipeline tests check it for leaks).
+kit:
+	$(PYTHON) -m grading.kit --out dist/student-kit.zip
+
 clean:
-	rm -rf book/_build test-artifacts
+	rm -rf book/_build test-artifacts dist
