@@ -2,8 +2,9 @@
 
 Prints one row per assignment (one student who submits the solution: the whole `nbgrader autograde`
 command, start-up included) and one row for a batch of 20 submissions of chapter 1's assignment (the
-fake students of the pipeline tests, in turn, without the one stuck in an infinite loop, which would
-add the 30-second cell timeout). Needs MNIST (set MNIST_DIR). Run from anywhere:
+realistic fake students of the pipeline tests, in turn, without the one stuck in an infinite loop,
+which would add the 30-second cell timeout). Every kernel runs in the grading sandbox. Uses full MNIST
+where MNIST_DIR or the cache has it, the embedded sample otherwise. Run from anywhere:
 
     .venv/bin/python benchmarks/bench_autograde.py [--batch 20]
 """
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from nbgrader_fixtures import submissions as sub
 from nbgrader_fixtures.course import ASSIGNMENTS, Course
 from nbgrader_fixtures.students import ASSIGNMENT as BATCH_ASSIGNMENT
-from nbgrader_fixtures.students import STUDENTS
+from nbgrader_fixtures.students import REALISTIC
 
 
 def _graded(course: Course, student: str, assignment: str) -> bool:
@@ -49,7 +50,7 @@ def main() -> None:
 
         release = sub.read(course.release_path(BATCH_ASSIGNMENT))
         solution = sub.solution_answers(sub.read(course.source_path(BATCH_ASSIGNMENT)))
-        kinds = [s for s in STUDENTS if s.name != "infinite_loop"]
+        kinds = [s for s in REALISTIC if s.name != "infinite_loop"]
         names = []
         for i, student in enumerate(islice(cycle(kinds), args.batch)):
             name = f"s{i:02d}_{student.name}"

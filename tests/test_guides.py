@@ -55,3 +55,12 @@ def test_instructor_guide_states_how_many_cells_the_blank_release_fails():
              if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")]
     stated = re.findall(r"VALIDATION FAILED ON (\d+) CELL\(S\)!", _guide("instructor_guide.md"))
     assert stated and {int(n) for n in stated} == {len(tests)}, (stated, len(tests))
+
+
+def test_instructor_guide_states_the_sandbox_limits():
+    from grading.sandbox import GiB, Limits
+
+    limits, text = Limits(), _guide("instructor_guide.md")
+    assert f"memory ({limits.memory_bytes // GiB} GiB)" in text
+    assert f"processes and threads ({limits.processes})" in text
+    assert f"{limits.wall_clock_s / 60:g} minutes for the whole notebook" in text

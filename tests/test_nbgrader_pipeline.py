@@ -5,44 +5,43 @@ generate the release, validate, autograde a batch of submissions, give feedback,
 The tests then read what the commands wrote (the gradebook, the notebooks, the CSV), never their exit
 codes: nbgrader exits 0 after some failures and 1 when one student of many fails.
 
-The batch for chapter 1 holds realistic and hostile submissions (see ``nbgrader_fixtures/students.py``);
-every other assignment is graded for a student who submits the solution and one who submits the
-release untouched.
+The batch for chapter 1 holds realistic and hostile submissions (see ``nbgrader_fixtures/students.py``),
+graded in one run with the sandbox on; every other assignment is graded for a student who submits the
+solution and one who submits the release untouched. The course runs on whatever data this machine has:
+full MNIST, or offline the embedded sample (the notebooks and their checks hold on both).
 """
 
 from __future__ import annotations
 
 import csv
 import filecmp
+import json
+import os
 import re
 import shutil
+import sqlite3
+import zipfile
 
 import pytest
 from nbgrader_fixtures import submissions as sub
-from nbgrader_fixtures.course import ASSIGNMENTS, REPO_ROOT, Course
+from nbgrader_fixtures.course import ASSIGNMENTS, REPO_ROOT, Course, nbgrader_env
 from nbgrader_fixtures.students import ASSIGNMENT as BATCH_ASSIGNMENT
 from nbgrader_fixtures.students import POINTS, STUDENTS
 
+from grading import checks, sandbox
+from grading import kit as kit_module
+from grading.kernel import UNSANDBOXED_WARNING
+
 # The pipeline needs minutes; this replaces the suite's per-test limit for these tests only.
-pytestmark = [pytest.mark.mnist, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.timeout(2400)]
 
 GUIDES = REPO_ROOT / "book" / "guides"
 SOLUTION, BLANK = "full", "blank"  # the two students who submit every assignment
 CONFIG_FAILED = "Exception while loading config file"
 
 
-def _require_mnist():
-    from course_utils.data import MNISTNotFoundError, find_mnist_dir
-
-    try:
-        find_mnist_dir(download=False)
-    except MNISTNotFoundError:
-        pytest.skip("the exercises read MNIST: set MNIST_DIR to a folder with the four files")
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Course:
-    _require_mnist()
     course = Course.copy_from_repo(tmp_path_factory.mktemp("course"))
     course.run('nbgrader generate_assignment "*" --force')
     return course
@@ -149,7 +148,7 @@ def test_release_hides_solutions_and_hidden_tests(course):
             assert marker not in text, f"{assignment}: the release still contains {marker!r}"
 
 
-def test_every_command_loaded_the_config(course, validations, graded, student_validation):
+def test_every_command_loaded_the_config(course, validations, graded, student_validation, unsandboxed):
     # A config file that raises is skipped with a logged error: the commands would run without it.
     broken = [r.command for r in course.history if CONFIG_FAILED in r.output]
     assert not broken, f"nbgrader_config.py failed to load in: {broken}"
@@ -250,6 +249,203 @@ def test_export_has_every_submission_with_its_score(course, graded):
         assert float(blank["score"]) == 0, blank
 
 
+def _report(course, student: str, assignment: str = BATCH_ASSIGNMENT) -> dict:
+    return json.loads((course.root / "reports" / assignment / f"{student}.json").read_text(encoding="utf-8"))
+
+
+def _autograded(course, student: str, assignment: str = BATCH_ASSIGNMENT):
+    return sub.read(course.root / "autograded" / student / assignment / f"{assignment}.ipynb")
+
+
+def _output_text(notebook) -> str:
+    return json.dumps([cell.get("outputs", []) for cell in notebook.cells])
+
+
+def _printed(notebook, marker: str) -> str:
+    """The line a submission printed that starts with ``marker``."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            for line in output.get("text", "").splitlines():
+                if line.startswith(marker):
+                    return line[len(marker):].strip()
+    raise AssertionError(f"nothing printed starting with {marker!r}")
+
+
+@pytest.mark.parametrize("student", STUDENTS, ids=lambda s: s.name)
+def test_report_flags_what_was_caught(course, graded, student):
+    report = _report(course, student.name)
+    flags = set(report["flags"])
+    if student.name == "fills_memory":
+        flags.discard("kernel_died")  # a memory cgroup kills the kernel; RLIMIT_DATA raises MemoryError
+    assert flags == student.flags, report["flags"]
+    assert report["sandbox"] == "bubblewrap"
+    assert {name: t["score"] for name, t in report["tests"].items()} == student.expected
+
+
+def test_hidden_tests_never_reach_feedback_or_graded_outputs(course, graded):
+    source = sub.read(course.source_path(BATCH_ASSIGNMENT))
+    secret = [line for cell in source.cells if sub.is_test(cell) for line in checks.hidden_lines(cell.source)]
+    assert len(secret) > 10
+    for student in STUDENTS:
+        html = course.feedback_path(student.name, BATCH_ASSIGNMENT).read_text(encoding="utf-8")
+        outputs = _output_text(_autograded(course, student.name))
+        for line in secret:
+            for where, text in (("feedback", html), ("graded outputs", outputs)):
+                assert line not in text and json.dumps(line)[1:-1] not in text, \
+                    f"{student.name}: a hidden test line is in the {where}: {line!r}"
+        assert "HIDDEN TESTS" not in html, student.name
+        assert "Traceback" not in html, f"{student.name}: feedback shows a traceback"
+
+
+def test_feedback_names_each_failed_test_and_why(course, graded):
+    html = course.feedback_path("wrong", BATCH_ASSIGNMENT).read_text(encoding="utf-8")
+    assert re.search(r"n_parameters: the tutorial(&#39;|&#x27;|')s network: 0 of 2 points", html), \
+        "the failed test's name and points"
+    assert "n_parameters is wrong for other layer sizes" in html
+
+
+def test_answers_that_fool_the_visible_tests_earn_nothing(course, graded):
+    # the liar's and the patcher's answers pass the visible tests inside the kernel
+    for name in ("liar", "patches_numpy", "skips_tests"):
+        graded_nb = _autograded(course, name)
+        net_input_test = next(c for c in graded_nb.cells if sub.grade_id(c) == "test_net_input")
+        assert [o.ename for o in net_input_test.outputs if o.output_type == "error"] == ["TestFailed"], name
+    assert _report(course, "liar")["tests"]["test_n_parameters"]["wrong"] == ["count", "type"] * 8
+
+
+def test_the_notebook_being_graded_is_not_in_the_sandbox(course, graded):
+    graded_nb = _autograded(course, "reads_hidden")
+    assert _printed(graded_nb, "notebooks visible:") == "[]"
+    # its display update from inside a test cell never reached its own cell
+    assert "nothing yet" in _output_text(graded_nb)
+    assert not (course.root / "autograded" / "reads_hidden" / BATCH_ASSIGNMENT / "leaked.txt").exists()
+
+
+def test_snooping_finds_nothing_and_changes_nothing(course, graded):
+    probes = _printed(_autograded(course, "snoops"), "PROBES")
+    for hidden in ("solutions", "gradebook.db", "nbgrader_config.py", "shadow"):
+        assert f"{hidden}': 'FileNotFoundError'" in probes, probes
+    assert "'written'" not in probes, probes
+    assert "'socket': 'connected'" not in probes and "'socket': 'OSError'" in probes, probes
+    assert not (course.root / "snooped.txt").exists()
+    assert b"overwritten" not in (course.root / "gradebook.db").read_bytes()
+    with sqlite3.connect(course.root / "gradebook.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_forks_disk_and_memory_are_capped(course, graded):
+    limits = sandbox.Limits()
+    assert 0 < int(_printed(_autograded(course, "forks"), "FORKED")) < limits.processes
+    written = _printed(_autograded(course, "fills_disk"), "WRITTEN")
+    for path in ("filler", "/tmp/filler", "/dev/shm/filler"):
+        megabytes = int(re.search(rf"'{re.escape(path)}': \((\d+), ", written).group(1))
+        assert megabytes * sandbox.MiB <= max(limits.file_size_bytes, limits.tmp_bytes), written
+    folder = course.root / "autograded" / "fills_disk" / BATCH_ASSIGNMENT
+    assert sorted(p.name for p in folder.iterdir()) == [f"{BATCH_ASSIGNMENT}.ipynb"]
+    hog = _autograded(course, "fills_memory")
+    if "kernel_died" not in _report(course, "fills_memory")["flags"]:
+        assert int(_printed(hog, "ALLOCATED MB")) * sandbox.MiB <= limits.memory_bytes
+    flood = course.root / "autograded" / "floods_output" / BATCH_ASSIGNMENT / f"{BATCH_ASSIGNMENT}.ipynb"
+    assert flood.stat().st_size < 1_000_000
+
+
+def test_a_dead_or_stuck_kernel_costs_only_the_cells_after_it(course, graded):
+    for name, flag in (("dies", "kernel_died"), ("hangs", "cell_timeout")):
+        graded_nb = _autograded(course, name)
+        last_test = next(c for c in graded_nb.cells if sub.grade_id(c) == "test_n_parameters")
+        assert [o.ename for o in last_test.outputs] == ["TestFailed"], name
+        assert flag in _report(course, name)["flags"]
+
+
+@pytest.fixture(scope="module")
+def unsandboxed(course, graded):
+    """The explicit opt-out, for one trusted submission after the batch."""
+    release = sub.read(course.release_path(BATCH_ASSIGNMENT))
+    solution = sub.solution_answers(sub.read(course.source_path(BATCH_ASSIGNMENT)))
+    course.submit("alice", BATCH_ASSIGNMENT, sub.fill(release, solution))
+    return course.run(f"nbgrader autograde {BATCH_ASSIGNMENT} --student alice --Sandbox.enabled=False")
+
+
+def test_grading_without_the_sandbox_needs_a_flag_and_says_so(course, unsandboxed):
+    assert UNSANDBOXED_WARNING.splitlines()[1] in unsandboxed.output
+    report = _report(course, "alice")
+    assert report["sandbox"] == "none" and "unsandboxed" in report["flags"]
+    assert sum(t["score"] for t in report["tests"].values()) == sum(POINTS.values())
+
+
+@pytest.fixture(scope="module")
+def no_sandbox(course, graded, unsandboxed, tmp_path_factory):
+    """Autograde where bubblewrap cannot create namespaces (a fake bwrap that fails as Docker's would)."""
+    fake = tmp_path_factory.mktemp("fake-bwrap")
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely "
+                                "because the kernel does not allow non-privileged user namespaces.' >&2\n"
+                                "exit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    release = sub.read(course.release_path(BATCH_ASSIGNMENT))
+    course.submit("nobwrap", BATCH_ASSIGNMENT, release)
+    before = (course.root / "gradebook.db").read_bytes()
+    result = course.run(f"nbgrader autograde {BATCH_ASSIGNMENT} --student nobwrap",
+                        env={"PATH": f"{fake}{os.pathsep}{nbgrader_env()['PATH']}"})
+    return result, before
+
+
+def test_grading_stops_with_a_clear_error_where_the_sandbox_cannot_start(course, no_sandbox):
+    result, before = no_sandbox
+    assert "the sandbox cannot start on this machine" in result.output
+    assert "user namespaces" in result.output and "--Sandbox.enabled=False" in result.output
+    assert result.returncode != 0
+    assert not (course.root / "autograded" / "nobwrap" / BATCH_ASSIGNMENT / f"{BATCH_ASSIGNMENT}.ipynb").exists()
+
+
+# --- the student kit ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kit(course, tmp_path_factory) -> dict[str, bytes]:
+    """`make kit` in a copy of the repository (solutions included), as the instructor guide says."""
+    root = tmp_path_factory.mktemp("repository")
+    for name in ("Makefile", "requirements.txt", "pyproject.toml", "nbgrader_config.py", "README.md"):
+        shutil.copy2(REPO_ROOT / name, root / name)
+    for folder in ("grading", "course_utils", "exercises", "solutions"):
+        shutil.copytree(REPO_ROOT / folder, root / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    result = Course(root, course.history).run("make kit")
+    assert result.returncode == 0, result.output
+    with zipfile.ZipFile(root / "dist" / "student-kit.zip") as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_kit_holds_the_release_and_what_students_need(kit):
+    top = kit_module.TOP
+    for name in ("README.md", "requirements.txt", "pyproject.toml", "course_utils/__init__.py",
+                 "course_utils/records.py"):
+        assert f"{top}/{name}" in kit, name
+    for path in sorted((REPO_ROOT / "exercises").rglob("*.ipynb")):
+        name = f"{top}/{path.relative_to(REPO_ROOT).as_posix()}"
+        assert kit.get(name) == path.read_bytes(), f"{name} differs from the release"
+    assert 'packages = ["course_utils"]' in kit[f"{top}/pyproject.toml"].decode()
+
+
+def test_kit_leaks_no_solution_and_no_hidden_test(kit):
+    for name in kit:
+        parts = name.split("/")
+        assert not {"solutions", "grading", ".git", "autograded", "submitted"} & set(parts), name
+        assert not name.endswith(("nbgrader_config.py", ".db")), name
+    secrets = {"BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"}
+    for assignment in ASSIGNMENTS:
+        source = sub.read(REPO_ROOT / "solutions" / assignment / f"{assignment}.ipynb")
+        release = (REPO_ROOT / "exercises" / assignment / f"{assignment}.ipynb").read_text(encoding="utf-8")
+        secrets |= {line for cell in source.cells if sub.is_test(cell) for line in checks.hidden_lines(cell.source)}
+        for answer in sub.solution_answers(source).values():  # solution lines the release does not show
+            secrets |= {line.strip() for line in answer.splitlines()
+                        if len(line.strip()) >= 25 and line.strip() not in release}
+    assert len(secrets) > 100
+    for name, data in kit.items():
+        text = data.decode("utf-8", errors="replace")
+        leaked = [line for line in secrets if line in text or json.dumps(line)[1:-1] in text]
+        assert not leaked, f"{name} leaks {leaked[:3]}"
+
+
 # --- what students and instructors read ---------------------------------------------------------------
 
 
@@ -271,12 +467,11 @@ def _guide_commands(name: str) -> list[str]:
 
 @pytest.mark.parametrize("guide", ["instructor_guide.md", "student_guide.md"])
 def test_every_nbgrader_command_in_the_guides_is_one_the_tests_ran(course, validations, graded,
-                                                                  student_validation, guide):
+                                                                  student_validation, unsandboxed, kit, guide):
     commands = [c for c in _guide_commands(guide) if c.startswith("nbgrader")]
     if guide == "instructor_guide.md":
-        assert len(commands) >= 5, f"{guide} shows too few commands: {commands}"
-        others = [c for c in _guide_commands(guide) if not c.startswith("nbgrader")]
-        assert not others, f"{guide} shows commands the tests do not run: {others}"
+        assert len(commands) >= 6, f"{guide} shows too few commands: {commands}"
+        commands = _guide_commands(guide)  # every command of the instructor's, nbgrader's or not
     ran = {result.command for result in course.history}
     missing = [c for c in commands if c not in ran]
     assert not missing, f"{guide} shows commands the tests never ran: {missing}"

@@ -55,15 +55,17 @@ class Course:
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         return cls(root)
 
-    def run(self, command: str, timeout: float = 900) -> CommandResult:
+    def run(self, command: str, timeout: float = 900, env: dict[str, str] | None = None) -> CommandResult:
         """Run a shell-free command line (as typed in the instructor guide) in the course directory.
 
         The exit status is recorded but never trusted: nbgrader exits 0 after some failures and 1
-        when one student of many fails, so callers check what the command wrote.
+        when one student of many fails, so callers check what the command wrote. ``env`` adds to or
+        replaces variables of the environment.
         """
         start = time.perf_counter()
         proc = subprocess.run(
-            shlex.split(command), check=False, cwd=self.root, env=nbgrader_env(), stdout=subprocess.PIPE,
+            shlex.split(command), check=False, cwd=self.root, env={**nbgrader_env(), **(env or {})},
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=timeout,
         )
         result = CommandResult(command, proc.returncode, proc.stdout, time.perf_counter() - start)
