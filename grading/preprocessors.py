@@ -32,7 +32,7 @@ from nbformat.notebooknode import NotebookNode
 from traitlets import Integer
 
 from grading import checks, sandbox, scan
-from grading.kernel import Sandbox, SandboxedKernelManager
+from grading.kernel import UNSANDBOXED_WARNING, Sandbox, SandboxedKernelManager
 from grading.report import Report
 
 
@@ -66,6 +66,7 @@ class InspectSubmission(NbGraderPreprocessor):
         info = resources["nbgrader"]
         report = Report(assignment=info["assignment"], student=info["student"], notebook=info["notebook"])
         if not sandbox_config.enabled:
+            self.log.warning("\n%s", UNSANDBOXED_WARNING)
             report.sandbox = "none"
             report.flag("unsandboxed", "graded with --Sandbox.enabled=False")
         with Gradebook(info["db_url"]) as gb:
@@ -139,8 +140,11 @@ def _same_number(a, b) -> bool:
 class SandboxedExecute(Execute):
     """nbgrader's Execute, with kernels in the sandbox and failures contained to the submission."""
 
-    output_budget = Integer(64_000_000, help="Characters of output kept from one notebook; the rest "
-                                             "is dropped as it arrives.").tag(config=True)
+    cell_output_budget = Integer(64_000_000, help="Characters of output kept from one cell; the rest is "
+                                                  "dropped as it arrives.").tag(config=True)
+    output_budget = Integer(128_000_000, help="Characters of output kept from one notebook.").tag(config=True)
+    record_budget = Integer(32_000_000, help="Characters of records (results for the trusted check) kept "
+                                             "from one notebook.").tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
@@ -149,8 +153,9 @@ class SandboxedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         self._stopped: str | None = None
-        self._budget = self.output_budget
+        self._budget = {"notebook": self.output_budget, "records": self.record_budget}
         self._current = -1
+        self._dropped: set[int] = set()
         self.events: list[tuple[str, str]] = []  # (flag, detail) for the report
         nb, resources = super().preprocess(nb, resources, km)
         if resources is not None:
@@ -159,6 +164,7 @@ class SandboxedExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         self._current = index
+        self._budget["cell"] = self.cell_output_budget
         if self._stopped:
             if cell.cell_type == "code" and cell.source.strip():
                 cell.outputs = [_error("NotRun", f"not run: {self._stopped}")]
@@ -188,13 +194,19 @@ class SandboxedExecute(Execute):
             pass
 
     def output(self, outs, msg, display_id, cell_index):
+        # Records have a budget of their own, so that a flood of printing cannot crowd them out.
         content = msg.get("content", {})
-        size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
-        self._budget -= size
-        if self._budget < 0:
-            if self._budget + size >= 0:  # the first output over the budget: say so once
-                self.events.append(("output_dropped", f"cell {cell_index + 1}: output beyond "
-                                                       f"{self.output_budget:,} characters dropped"))
+        data = content.get("data", {})
+        size = len(content.get("text", "")) + sum(len(str(v)) for v in data.values())
+        budgets = ["records"] if checks.RECORD_MIME in data else ["cell", "notebook"]
+        over = [name for name in budgets if self._budget[name] < size]
+        for name in budgets:
+            self._budget[name] -= size
+        if over:
+            if cell_index not in self._dropped:
+                self._dropped.add(cell_index)
+                self.events.append(("output_dropped", f"cell {cell_index + 1}: output beyond the "
+                                                      f"{' and '.join(over)} budget dropped"))
                 outs.append(NotebookNode(output_type="stream", name="stdout",
                                          text="\n... Output dropped: this notebook printed too much ...\n"))
             return None

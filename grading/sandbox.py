@@ -11,9 +11,12 @@
 - two writable places, both size-capped tmpfs that vanish with the kernel: ``/tmp``, and the
   notebook's working folder, into which the folder's files other than notebooks are bound read-only
   (so the notebook being graded, whose test cells hold the hidden tests, is not there);
-- `Limits` on processes, file size and open files (``prlimit`` inside the sandbox), memory (a cgroup
-  v2 ``memory.max``/``pids.max`` where one can be created, ``RLIMIT_DATA`` otherwise; never
-  ``RLIMIT_AS``, under which TensorFlow fails) and a wall clock per kernel (enforced by the launcher).
+- `Limits` on processes and threads, memory, file size and open files, and a wall clock per kernel
+  (enforced by the launcher). Memory and processes are capped by cgroups where they can be created
+  (v2 ``memory.max``/``pids.max``, else the v1 ``memory`` and ``pids`` controllers), otherwise by
+  ``RLIMIT_DATA`` and ``RLIMIT_NPROC`` (``prlimit`` inside the sandbox); never ``RLIMIT_AS``, under
+  which TensorFlow fails. Linux does not apply ``RLIMIT_NPROC`` to root, so a grader running as root
+  without a pids cgroup stops (`NO_PROCESS_LIMIT`) unless told to accept the risk.
 
 `check_sandbox` starts a trivial sandbox once and raises `SandboxUnavailableError`, saying why and
 what to do, if it cannot start. Only the standard library is imported here: the launcher, which runs
