@@ -2,7 +2,8 @@
 
 Serves book/_build/html on 127.0.0.1 and drives Debian's Chromium (/usr/bin/chromium, installed by
 `make browser`) with Playwright. Never `playwright install`: it downloads a browser, which fails offline.
-A full-page screenshot of every page lands in test-artifacts/screenshots/.
+A full-page screenshot of every page lands in test-artifacts/screenshots/. The browser and the
+screenshot folder are fixtures of tests/conftest.py, shared with tests/test_lab_validate.py.
 """
 
 from __future__ import annotations
@@ -15,20 +16,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Flags checked on this kind of machine (shared/STACK_NOTES.md); Playwright adds --headless and a
-# fresh --user-data-dir itself. The background-networking ones stop Chromium phoning home offline.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Runs in the page: TeX left as text outside code, i.e. math that MathJax did not render.
 RAW_TEX_JS = r"""
@@ -53,13 +40,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def screenshots(repo_root):
-    folder = repo_root / "test-artifacts" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def base_url(built_html):
     handler = functools.partial(_QuietHandler, directory=str(built_html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -68,16 +48,6 @@ def base_url(built_html):
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
