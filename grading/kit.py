@@ -2,7 +2,8 @@
 
 ``make kit`` (``python -m grading.kit``) writes ``dist/student-kit.zip``: the generated release
 (``exercises/``), the helper package ``course_utils/``, the pinned ``requirements.txt``, a
-``pyproject.toml`` that installs only ``course_utils``, and a short README. It never holds
+``pyproject.toml`` that installs only ``course_utils``, JupyterLab's settings
+(``jupyter_server_config.py``) and a short README. It never holds
 ``solutions/``, the grading code, ``nbgrader_config.py`` or a gradebook; tests/test_nbgrader_pipeline.py
 builds it and checks that no solution and no hidden test is inside. Standard library only.
 """
@@ -33,7 +34,7 @@ python3 -m venv .venv
 ## Work
 
 ```bash
-.venv/bin/jupyter lab
+.venv/bin/jupyter lab --config=jupyter_server_config.py
 ```
 
 Open `exercises/<assignment>/<assignment>.ipynb`, answer where it says `YOUR CODE HERE`, run the test
@@ -65,6 +66,8 @@ def kit_files(repo: Path = REPO_ROOT) -> dict[str, bytes]:
     """Path inside the kit -> content, for every file of the kit."""
     files = {f"{TOP}/README.md": README.encode(), f"{TOP}/pyproject.toml": PYPROJECT.encode(),
              f"{TOP}/requirements.txt": (repo / "requirements.txt").read_bytes()}
+    if (repo / "jupyter_server_config.py").is_file():  # JupyterLab's offline-friendly settings
+        files[f"{TOP}/jupyter_server_config.py"] = (repo / "jupyter_server_config.py").read_bytes()
     for path in sorted((repo / "exercises").rglob("*")):
         if path.is_file() and ".ipynb_checkpoints" not in path.parts:
             files[f"{TOP}/{path.relative_to(repo).as_posix()}"] = path.read_bytes()

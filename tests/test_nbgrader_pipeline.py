@@ -409,7 +409,8 @@ def test_grading_stops_with_a_clear_error_where_the_sandbox_cannot_start(course,
 def kit(course, tmp_path_factory) -> dict[str, bytes]:
     """`make kit` in a copy of the repository (solutions included), as the instructor guide says."""
     root = tmp_path_factory.mktemp("repository")
-    for name in ("Makefile", "requirements.txt", "pyproject.toml", "nbgrader_config.py", "README.md"):
+    for name in ("Makefile", "requirements.txt", "pyproject.toml", "nbgrader_config.py", "README.md",
+                 "jupyter_server_config.py"):
         shutil.copy2(REPO_ROOT / name, root / name)
     for folder in ("grading", "course_utils", "exercises", "solutions"):
         shutil.copytree(REPO_ROOT / folder, root / folder,
@@ -422,8 +423,8 @@ def kit(course, tmp_path_factory) -> dict[str, bytes]:
 
 def test_kit_holds_the_release_and_what_students_need(kit):
     top = kit_module.TOP
-    for name in ("README.md", "requirements.txt", "pyproject.toml", "course_utils/__init__.py",
-                 "course_utils/records.py"):
+    for name in ("README.md", "requirements.txt", "pyproject.toml", "jupyter_server_config.py",
+                 "course_utils/__init__.py", "course_utils/records.py"):
         assert f"{top}/{name}" in kit, name
     for path in sorted((REPO_ROOT / "exercises").rglob("*.ipynb")):
         name = f"{top}/{path.relative_to(REPO_ROOT).as_posix()}"
