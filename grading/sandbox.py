@@ -8,7 +8,8 @@
 - a new root holding only ``/usr`` (and the ``/lib``/``/bin`` links), a few files of ``/etc``, the
   interpreter's tree and the virtual environment, the course's helper package and the data folder,
   all read-only;
-- two writable places, both size-capped tmpfs that vanish with the kernel: ``/tmp``, and the
+- two writable places (the rest of the new root is remounted read-only), both size-capped tmpfs that
+  vanish with the kernel: ``/tmp``, and the
   notebook's working folder, into which the folder's files other than notebooks are bound read-only
   (so the notebook being graded, whose test cells hold the hidden tests, is not there);
 - `Limits` on processes and threads, memory, file size and open files, and a wall clock per kernel
@@ -243,7 +244,9 @@ def bwrap_command(spec: SandboxSpec, workdir: Path, private_dirs: list[Path], co
             args += bind(str(entry), str(entry))
     for path in private_dirs:
         args += bind(str(path), str(path), writable=True)
-    args += ["--chdir", str(workdir), "--"]
+    # the new root itself is a tmpfs the sandbox's user owns: read-only, so that only the capped
+    # tmpfs mounts above stay writable
+    args += ["--remount-ro", "/", "--chdir", str(workdir), "--"]
     rlimits = [f"--nproc={processes or limits.processes}", f"--fsize={limits.file_size_bytes}",
                f"--nofile={limits.open_files}", "--core=0"]
     if memory_rlimit:

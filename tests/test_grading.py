@@ -143,6 +143,7 @@ def test_bwrap_command_drops_everything_and_orders_tmp_first(tmp_path):
     assert f"--ro-bind {tmp_path / 'data.csv'}" in text and "graded.ipynb" not in text
     assert f"--bind {private} {private}" in text and text.count("--bind ") == 1, "one writable bind"
     assert "--size" in command[command.index(str(tmp_path)) - 3], "the working folder is a capped tmpfs"
+    assert text.index("--remount-ro /") > text.index(f"--bind {private}"), "the root is read-only at the end"
     limits = command[command.index("prlimit"):]
     assert "--nproc=512" in limits and "--data=2147483648" in limits and not any("--as" in a for a in limits)
 
