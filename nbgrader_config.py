@@ -7,7 +7,8 @@
 c = get_config()  # noqa: F821  (nbgrader defines get_config when it loads this file)
 
 try:
-    from grading.preprocessors import CheckResults, HideHiddenTests, InspectSubmission, SandboxedExecute
+    from grading.preprocessors import (CheckResults, HideHiddenTests, InspectSubmission, LimitOutputSize,
+                                       SandboxedExecute)
 except ImportError as error:  # fail closed: without it, autograde would run student code unsandboxed
     raise SystemExit(f"nbgrader_config.py: the course's grading package cannot be imported ({error}). "
                      "Install the course with `make venv` (or `pip install -e .`) and run nbgrader from "
@@ -29,34 +30,12 @@ c.OverwriteCells.add_missing_cells = True
 
 
 # Huge outputs. nbgrader's LimitOutput keeps the first 1,000 lines of a cell's printed output, but a
-# single 50 MB line passes that cap and would land whole in the graded notebook and the feedback HTML.
-# This variant also cuts any text output to `max_chars` characters and drops any other output (an
-# image, HTML) larger than `max_bytes`; it replaces LimitOutput in autograde's list of steps.
+# single 50 MB line passes that cap: LimitOutputSize (grading/preprocessors.py) also cuts any text
+# output to `max_chars` characters and drops any other output larger than `max_bytes`; it replaces
+# LimitOutput in autograde's list of steps.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.converters import Autograde  # noqa: E402
 from nbgrader.preprocessors import Execute, GetGrades, LimitOutput  # noqa: E402
-from traitlets import Integer  # noqa: E402
-
-
-class LimitOutputSize(LimitOutput):
-    max_chars = Integer(100_000, help="longest text kept from one output").tag(config=True)
-    max_bytes = Integer(2_000_000, help="largest image or other rich output kept").tag(config=True)
-
-    def preprocess_cell(self, cell, resources, cell_index):
-        cell, resources = super().preprocess_cell(cell, resources, cell_index)
-        for output in cell.get("outputs", []):
-            if output.output_type == "stream" and len(output.text) > self.max_chars:
-                output.text = output.text[: self.max_chars] + "\n... Output truncated ...\n"
-            elif output.output_type in ("display_data", "execute_result"):
-                size = sum(len(str(value)) for value in output.data.values())
-                if size > self.max_bytes:
-                    output.data = {"text/plain": f"... Output of {size:,} characters removed ..."}
-                else:
-                    for mime, value in output.data.items():
-                        if mime.startswith("text/") and len(value) > self.max_chars:
-                            output.data[mime] = value[: self.max_chars] + "\n... Output truncated ..."
-        return cell, resources
-
 
 # Grading in a sandbox, with marks decided outside it (the instructor guide explains; grading/ has
 # the code). Each submission's kernel runs in bubblewrap: no network, the system read-only, nothing

@@ -12,6 +12,8 @@
   state is not kept;
 - `CheckResults`, right after it: judges every test cell from its records against the solution's
   (`grading.checks`), replaces the test cell's outputs with its verdict, and writes the report;
+- `LimitOutputSize` replaces nbgrader's ``LimitOutput``: it also cuts a single huge line and drops
+  huge images;
 - `HideHiddenTests`, in ``generate_feedback``: removes hidden tests from test cells and any line of
   them from any output, so feedback never shows them (jupyter/nbgrader#917).
 """
@@ -27,7 +29,7 @@ import nbformat
 from jupyter_core.utils import run_sync
 from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, LimitOutput, NbGraderPreprocessor
 from nbformat.notebooknode import NotebookNode
 from traitlets import Integer
 
@@ -301,6 +303,29 @@ class CheckResults(NbGraderPreprocessor):
         if report.flags:
             self.log.warning("Grading report: %s", report.summary())
         return nb, resources
+
+
+class LimitOutputSize(LimitOutput):
+    """nbgrader's LimitOutput (1,000 lines per cell), which a single 50 MB line passes, plus a cap on any
+    text output's characters and on any other output's size (an image, HTML)."""
+
+    max_chars = Integer(100_000, help="longest text kept from one output").tag(config=True)
+    max_bytes = Integer(2_000_000, help="largest image or other rich output kept").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream" and len(output.text) > self.max_chars:
+                output.text = output.text[: self.max_chars] + "\n... Output truncated ...\n"
+            elif output.output_type in ("display_data", "execute_result"):
+                size = sum(len(str(value)) for value in output.data.values())
+                if size > self.max_bytes:
+                    output.data = {"text/plain": f"... Output of {size:,} characters removed ..."}
+                else:
+                    for mime, value in output.data.items():
+                        if mime.startswith("text/") and len(value) > self.max_chars:
+                            output.data[mime] = value[: self.max_chars] + "\n... Output truncated ..."
+        return cell, resources
 
 
 # --- feedback ------------------------------------------------------------------------------------------
