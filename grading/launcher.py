@@ -4,7 +4,9 @@ It runs outside the sandbox, as the grader, and stays the parent of the sandbox 
 life: it reads the `SandboxSpec` that `grading.kernel.SandboxedKernelManager` put in its environment,
 creates a cgroup where it can, starts ipykernel inside bubblewrap in the current folder (the notebook's,
 where jupyter_client starts kernels), and kills the sandbox when the wall clock runs out
-(exit status `WALL_CLOCK_EXIT`). Killing the launcher kills the sandbox too (``--die-with-parent``).
+(exit status `WALL_CLOCK_EXIT`). Killing the launcher kills the sandbox too (``--die-with-parent``), and
+the launcher kills it when the grader that started it is gone (a grading worker killed mid-notebook
+leaves no kernel behind).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from grading import sandbox
@@ -45,18 +48,33 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts travel as messages (interrupt_mode)
     try:
-        status = child.wait(timeout=spec.limits.wall_clock_s)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-        print(f"grading.launcher: stopped the kernel after its wall clock of {spec.limits.wall_clock_s:g} s",
-              file=sys.stderr)
-        status = sandbox.WALL_CLOCK_EXIT
+        status = _wait(child, spec.limits.wall_clock_s, os.getppid())
     finally:
         if groups.oom_kills():
             print("grading.launcher: the kernel ran out of memory", file=sys.stderr)
         groups.remove()
     return status if status >= 0 else 128 - status
+
+
+def _wait(child: subprocess.Popen, wall_clock_s: float, parent: int) -> int:
+    """The kernel's exit status; kill it at its wall clock, or as soon as the grader (``parent``) is gone."""
+    deadline = time.monotonic() + wall_clock_s
+    while True:
+        try:
+            return child.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+        if os.getppid() != parent:  # re-parented: whoever started this kernel has died
+            child.kill()
+            child.wait()
+            print("grading.launcher: stopped the kernel because its grader is gone", file=sys.stderr)
+            return -signal.SIGKILL
+        if time.monotonic() >= deadline:
+            child.kill()
+            child.wait()
+            print(f"grading.launcher: stopped the kernel after its wall clock of {wall_clock_s:g} s",
+                  file=sys.stderr)
+            return sandbox.WALL_CLOCK_EXIT
 
 
 if __name__ == "__main__":
