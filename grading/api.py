@@ -81,12 +81,13 @@ def restore_cells(nb: NotebookNode, source: NotebookNode, report: Report) -> Not
 
 def grade_submission(submission: bytes | str | NotebookNode, source: Path | NotebookNode, *,
                      assignment: str = "", student: str = "submission", config=None,
-                     workdir: Path | None = None) -> GradeResult:
+                     workdir: Path | None = None, reference: dict | None = None) -> GradeResult:
     """Grade one submitted notebook against its source notebook (solutions and hidden tests).
 
     ``submission`` is the notebook's bytes or JSON text, or a notebook; ``config`` a traitlets Config
     whose ``Sandbox`` and ``ExecutePreprocessor`` sections apply; ``workdir`` the folder the notebook
-    runs in (its files other than notebooks are visible to it), an empty temporary one by default.
+    runs in (its files other than notebooks are visible to it), an empty temporary one by default;
+    ``reference`` the solution's records (`grading.preprocessors.reference_for`), run here if omitted.
     Raises `grading.sandbox.SandboxUnavailableError` where the sandbox cannot start.
     """
     if isinstance(submission, (bytes, str)):
@@ -104,7 +105,8 @@ def grade_submission(submission: bytes | str | NotebookNode, source: Path | Note
         report.flag("unsandboxed", "graded with the sandbox switched off")
     nb = restore_cells(nb, source_nb, report)
     executed, resources = preprocessors.run_sandboxed(nb, config, workdir)
-    reference = preprocessors.reference_for(source_nb, config)
+    if reference is None:
+        reference = preprocessors.reference_for(source_nb, config)
     preprocessors.judge_notebook(executed, reference, report, resources.get("grading", {}).get("events", []))
     scores: dict[str, tuple[float | None, float]] = {}
     for cell in executed.cells:
