@@ -160,7 +160,7 @@ def relative_error(a: Sequence[np.ndarray] | np.ndarray, b: Sequence[np.ndarray]
 
 
 def decayed_learning_rate(learning_rate: float, decay: float, step: int) -> float:
-    """Keras 2's ``SGD(decay=...)`` rule: ``learning_rate / (1 + decay * step)``, ``step`` counting updates from 0.
+    """The ``decay=`` rule of Keras 2's legacy ``SGD``: ``learning_rate / (1 + decay * step)``, ``step`` from 0.
 
     The same as :func:`course_utils.models.tutorial_learning_rate`'s schedule at ``step``.
     """
