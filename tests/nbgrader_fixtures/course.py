@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import time
@@ -32,10 +33,15 @@ def nbgrader_env() -> dict[str, str]:
     return env
 
 
+def _expand(command: str, env: dict[str, str]) -> list[str]:
+    """The command's words, with ``$NAME`` and ``${NAME}`` replaced from ``env`` (KeyError if unset)."""
+    return [string.Template(word).substitute(env) for word in shlex.split(command)]
+
+
 @dataclass
 class CommandResult:
     command: str
-    returncode: int
+    returncode: int | None  # None: started in the background (`Course.start`)
     output: str
     seconds: float
 
@@ -60,17 +66,31 @@ class Course:
 
         The exit status is recorded but never trusted: nbgrader exits 0 after some failures and 1
         when one student of many fails, so callers check what the command wrote. ``env`` adds to or
-        replaces variables of the environment.
+        replaces variables of the environment; ``$NAME`` in the command is replaced by its value, as
+        a shell would (the guides write addresses that differ between machines that way).
         """
         start = time.perf_counter()
+        env = {**nbgrader_env(), **(env or {})}
         proc = subprocess.run(
-            shlex.split(command), check=False, cwd=self.root, env={**nbgrader_env(), **(env or {})},
-            stdout=subprocess.PIPE,
+            _expand(command, env), check=False, cwd=self.root, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=timeout,
         )
         result = CommandResult(command, proc.returncode, proc.stdout, time.perf_counter() - start)
         self.history.append(result)
         return result
+
+    def start(self, command: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+        """Start a long-running command (a Dask scheduler or worker) in its own process group.
+
+        It is recorded like `run`'s commands, with no exit status; its output goes to ``log``. Stop it
+        with ``os.killpg(process.pid, signal)``.
+        """
+        env = {**nbgrader_env(), **(env or {})}
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+        process = subprocess.Popen(_expand(command, env), cwd=self.root, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self.history.append(CommandResult(command, None, "", 0.0))
+        return process
 
     def release_path(self, assignment: str) -> Path:
         return self.root / "exercises" / assignment / notebook_name(assignment)
