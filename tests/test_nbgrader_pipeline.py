@@ -25,6 +25,7 @@ import zipfile
 import pytest
 from nbgrader_fixtures import submissions as sub
 from nbgrader_fixtures.course import ASSIGNMENTS, REPO_ROOT, Course, nbgrader_env
+from nbgrader_fixtures.guides import BATCH_SECTION, guide_commands
 from nbgrader_fixtures.students import ASSIGNMENT as BATCH_ASSIGNMENT
 from nbgrader_fixtures.students import POINTS, STUDENTS
 
@@ -489,21 +490,14 @@ def test_validate_messages(validations, student_validation):
     assert "VALIDATION FAILED ON 4 CELL(S)!" in student_validation
 
 
-def _guide_commands(name: str) -> list[str]:
-    """The command lines in a guide's bash code blocks (blank lines and comments skipped)."""
-    text = (GUIDES / name).read_text(encoding="utf-8")
-    blocks = re.findall(r"^```(?:bash|console|shell|sh)\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
-    return [line.strip() for block in blocks for line in block.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
-
-
 @pytest.mark.parametrize("guide", ["instructor_guide.md", "student_guide.md"])
 def test_every_nbgrader_command_in_the_guides_is_one_the_tests_ran(course, validations, graded,
                                                                   student_validation, unsandboxed, kit, guide):
-    commands = [c for c in _guide_commands(guide) if c.startswith("nbgrader")]
+    # The section on grading a whole class has its own course and check (tests/test_batch.py).
+    commands = [c for c in guide_commands(guide, without=BATCH_SECTION) if c.startswith("nbgrader")]
     if guide == "instructor_guide.md":
         assert len(commands) >= 6, f"{guide} shows too few commands: {commands}"
-        commands = _guide_commands(guide)  # every command of the instructor's, nbgrader's or not
+        commands = guide_commands(guide, without=BATCH_SECTION)  # every command, nbgrader's or not
     ran = {result.command for result in course.history}
     missing = [c for c in commands if c not in ran]
     assert not missing, f"{guide} shows commands the tests never ran: {missing}"
