@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv book browser lint-tools test lab bench kit clean
+.PHONY: help venv book browser lint-tools test lab bench kit grade clean
 
 help:
 	@echo "make venv     create .venv and install requirements.txt and course_utils (once)"
@@ -21,6 +21,7 @@ help:
 	@echo "make lab      start JupyterLab (with nbgrader's Validate button) for the exercises"
 	@echo "make bench    print the speed tables: MNIST loading, notebook execution, autograding"
 	@echo "make kit      build dist/student-kit.zip: the exercises for students, without solutions"
+	@echo "make grade    autograde every submission in parallel (ASSIGNMENT=ch01_notation for one)"
 	@echo "make clean    remove book/_build and test-artifacts"
 
 venv: $(STAMP)
@@ -93,6 +94,13 @@ bench: venv
 # tests, no grading code (grading/kit.py; the nbgrader pipeline tests check it for leaks).
 kit:
 	$(PYTHON) -m grading.kit --out dist/student-kit.zip
+
+# Every submission in submitted/ graded in the sandbox on one worker process per core, written to the
+# gradebook, autograded/ and reports/ (instructor guide, "Grading a whole class"). Already graded
+# submissions are skipped; ARGS passes options on (ARGS=--force, ARGS="--scheduler tcp://host:8786").
+ASSIGNMENT ?= *
+grade: venv
+	$(RUN) python -m grading autograde "$(ASSIGNMENT)" $(ARGS)
 
 clean:
 	rm -rf book/_build test-artifacts dist

@@ -1,7 +1,8 @@
 """Instructor-side grading: run each submission in a sandbox and decide its marks outside the kernel.
 
 Nothing here is for students, and the notebooks never import it. nbgrader stays the interface:
-``nbgrader_config.py`` plugs these pieces into ``nbgrader autograde`` and ``generate_feedback``.
+``nbgrader_config.py`` plugs these pieces into ``nbgrader autograde`` and ``generate_feedback``, and
+``python -m grading autograde`` grades a whole class in parallel into the same gradebook.
 
 | module | holds |
 |---|---|
@@ -13,4 +14,6 @@ Nothing here is for students, and the notebooks never import it. nbgrader stays 
 | `report` | the per-submission report of what was caught |
 | `preprocessors` | the nbgrader preprocessors that put the above into ``autograde`` and ``generate_feedback`` |
 | `api` | `grade_submission`: one submission in, graded notebook, scores and report out |
+| `batch` | a whole class at once on Dask workers, the gradebook written by the coordinator alone |
+| `__main__` | ``python -m grading autograde``: the command line of `batch` |
 """

@@ -265,3 +265,11 @@ def test_every_command_of_the_guide_section_is_one_the_tests_ran(local, on_clust
     ran = {result.command for result in HISTORY}
     missing = [c for c in commands if c not in ran]
     assert not missing, f"the guide shows commands the tests never ran: {missing}"
+
+
+def test_make_grade_runs_the_command(repo_root):
+    import subprocess
+
+    dry_run = subprocess.run(["make", "-n", "grade", "ASSIGNMENT=ch01_notation", "ARGS=--force"], cwd=repo_root,
+                             capture_output=True, text=True, check=True).stdout
+    assert 'python -m grading autograde "ch01_notation" --force' in dry_run, dry_run
