@@ -107,6 +107,11 @@ def test_ch3_claims_about_the_pixels_hold(chapter):
     assert glued_value(notebook, "ch3_first_image_shift") < 0.5  # "small here", inputs of size about 1
 
 
+def test_ch3_scaling_before_centring_changes_no_input(chapter):
+    # "after centring, the scaling step makes no difference": equal up to float32 rounding
+    assert glued_value(chapter["03_preprocessing"], "ch3_scaling_largest_difference") < 1e-5
+
+
 # --- chapter 4: the model ---------------------------------------------------------------------------
 
 
