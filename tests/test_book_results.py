@@ -174,6 +174,38 @@ def test_ch5_best_validation_epoch_is_one_of_the_epochs(chapter):
     assert 1 <= glued_value(notebook, "ch5_best_val_loss_epoch") <= glued_value(notebook, "ch5_n_epochs") == 50
 
 
+def test_ch5_overfitting_sentence_follows_the_validation_loss(chapter):
+    notebook = chapter["05_training"]
+    best, n_epochs = glued_value(notebook, "ch5_best_val_loss_epoch"), glued_value(notebook, "ch5_n_epochs")
+    rise = glued_value(notebook, "ch5_val_loss_rise")
+    sentence = glued_value(notebook, "ch5_overfitting")
+    final_val_loss = glued_value(notebook, "ch5_final_val_loss")
+    assert rise == pytest.approx(final_val_loss - glued_value(notebook, "ch5_best_val_loss"))
+    if best == n_epochs:
+        assert rise == 0 and "had not begun to overfit" in sentence
+    else:
+        assert rise > 0 and f"lowest after epoch {best} " in sentence and "overfitting begins" in sentence
+
+
+def test_ch5_the_validation_set_chooses_the_epoch_and_the_difference_is_judged_by_its_standard_error(chapter):
+    from course_utils.models import accuracy_standard_error, clearly_different
+
+    notebook = chapter["05_training"]
+    value = functools.partial(glued_value, notebook)
+    n_test, final, chosen = value("ch5_n_test"), value("ch5_test_accuracy"), value("ch5_chosen_test_accuracy")
+    assert value("ch5_test_accuracy_se") == pytest.approx(accuracy_standard_error(final, n_test))
+    assert value("ch5_chosen_difference_pp") == pytest.approx(100 * (chosen - final))
+    clear = clearly_different(chosen, final, n_test)
+    assert value("ch5_chosen_clearly_different") == clear
+    sentence = value("ch5_epoch_choice")
+    if value("ch5_best_val_loss_epoch") == value("ch5_n_epochs"):
+        assert chosen == final and "chose the last epoch" in sentence
+    elif clear:
+        assert ("do better" in sentence) == (chosen > final) and "more than two standard errors" in sentence
+    else:
+        assert "less than two standard errors" in sentence
+
+
 def test_ch5_training_accuracy_exceeds_test_accuracy(chapter):
     notebook = chapter["05_training"]
     train_accuracy = glued_value(notebook, "ch5_train_accuracy")
