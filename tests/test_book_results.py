@@ -81,6 +81,13 @@ def test_ch2_counts_are_those_of_the_files_read(chapter, full_mnist):
     assert glued_value(notebook, "ch2_train_images_bytes") == 16 + n_train * 784
 
 
+def test_ch2_native_struct_format_pads_and_a_prefixed_one_does_not(chapter):
+    notebook = chapter["02_mnist_idx"]
+    # "with no prefix "BI" takes ... bytes, with > it takes ...: the native format pads the integer"
+    assert glued_value(notebook, "ch2_struct_standard_size") == 5
+    assert glued_value(notebook, "ch2_struct_native_size") == 8
+
+
 # --- chapter 3: the pixels --------------------------------------------------------------------------
 
 
