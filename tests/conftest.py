@@ -12,6 +12,21 @@ from course_utils import book
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK = REPO_ROOT / "book"
 
+# Debian's Chromium, installed by `make browser`. Never `playwright install`: it downloads a browser,
+# which fails offline.
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags checked on this kind of machine (shared/STACK_NOTES.md); Playwright adds --headless and a
+# fresh --user-data-dir itself. The background-networking ones stop Chromium phoning home offline.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 # `make test` passes --nbval for the book's executed notebooks; a notebook kept here as test data
 # (an nbgrader submission, say) is read by the tests, never run by nbval.
 collect_ignore_glob = ["**/*.ipynb"]
@@ -101,3 +116,28 @@ def executed_notebooks() -> list[Path]:
     if not notebooks:
         pytest.fail("book/_build/jupyter_execute holds no executed notebook: run `make book` first")
     return notebooks
+
+
+# --- the browser tests (test_book_browser.py, test_lab_validate.py) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright, one per test module."""
+    # Imported here: only the browser tests need Playwright.
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """Where the browser tests save what they saw (gitignored), for a person to look at."""
+    folder = REPO_ROOT / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
