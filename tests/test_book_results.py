@@ -192,6 +192,8 @@ def test_ch5_overfitting_sentence_follows_the_validation_loss(chapter):
         assert rise == 0 and "had not begun to overfit" in sentence
     else:
         assert rise > 0 and f"lowest after epoch {best} " in sentence and "overfitting begins" in sentence
+        # "training went on lowering the training loss"
+        assert glued_value(notebook, "ch5_final_loss") < glued_value(notebook, "ch5_train_loss_at_best_epoch")
 
 
 def test_ch5_the_validation_set_chooses_the_epoch_and_the_difference_is_judged_by_its_standard_error(chapter):
