@@ -11,7 +11,7 @@ def test_toc_lists_every_page_in_reading_order(repo_root):
     names = toc_docnames(repo_root / "book" / "_toc.yml")
     chapters = [name for name in names if name.startswith("chapters/")]
     assert names[0] == "chapters/00_introduction"
-    assert chapters == sorted(chapters) and len(chapters) == 7
+    assert chapters == sorted(chapters) and len(chapters) == 8
     assert names[-2:] == ["guides/student_guide", "guides/instructor_guide"]
 
 

@@ -220,6 +220,7 @@ def test_index_redirects_to_the_first_page(page, base_url, toc_pages):
 DATA_PAGES = {
     "chapters/02_mnist_idx": ("ch2_n_train", lambda n: n == 60_000),
     "chapters/03_preprocessing": ("ch3_n_train", lambda n: n == 60_000),
+    "chapters/05_fit_by_hand": ("fit_full_mnist", bool),
     "chapters/05_training": ("ch5_full_mnist", bool),
     "chapters/06_going_further": ("ch6_full_mnist", bool),
 }

@@ -13,6 +13,7 @@ Adding a check is one function: `glued_value(chapter["05_training"], "ch5_test_a
 from __future__ import annotations
 
 import functools
+import math
 from functools import cache
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def full_mnist(chapter) -> bool:
 
 # --- every chapter that uses data says which data it was built on ----------------------------------
 
-DATA_CHAPTERS = {"02_mnist_idx": "ch2", "03_preprocessing": "ch3", "05_training": "ch5", "06_going_further": "ch6"}
+DATA_CHAPTERS = {"02_mnist_idx": "ch2", "03_preprocessing": "ch3", "05_fit_by_hand": "fit", "05_training": "ch5",
+                 "06_going_further": "ch6"}
 
 
 @pytest.mark.parametrize("stem", DATA_CHAPTERS)
@@ -119,6 +121,18 @@ def test_ch3_scaling_before_centring_changes_no_input(chapter):
     assert glued_value(chapter["03_preprocessing"], "ch3_scaling_largest_difference") < 1e-5
 
 
+# --- chapter 1: notation ----------------------------------------------------------------------------
+
+
+def test_ch1_maps_our_weight_matrix_to_pmls_and_kerass(chapter):
+    notebook = chapter["01_mlp_notation"]
+    # ours: one row per hidden unit; PML: inputs with the bias unit by hidden units; Keras: inputs by units
+    assert glued_value(notebook, "ch1_map_W_shape") == (50, 784)
+    assert glued_value(notebook, "ch1_map_pml_shape") == (785, 50)
+    assert glued_value(notebook, "ch1_map_kernel_shape") == (784, 50)
+    assert glued_value(notebook, "ch1_map_b_shape") == (50,)
+
+
 # --- chapter 4: the model ---------------------------------------------------------------------------
 
 
@@ -140,6 +154,65 @@ def test_ch4_schedule_follows_keras2_decay_and_plain_decay_is_ignored(chapter):
     assert updates == 50 * 844  # ceil(54,000 / 64) batches per epoch
     assert glued_value(notebook, "ch4_lr_after_training") == pytest.approx(0.001 / (1 + 1e-7 * updates))
     assert glued_value(notebook, "ch4_lr_ignored_decay") == pytest.approx(0.001)
+
+
+def test_ch4_glorot_variance_factors_are_the_compromise_the_text_derives(chapter):
+    notebook = chapter["04_keras_mlp"]
+    for i, (n_in, n_out) in enumerate([(784, 50), (50, 50), (50, 10)], start=1):
+        sigma2 = 2 / (n_in + n_out)
+        assert glued_value(notebook, f"ch4_forward_factor_layer{i}") == pytest.approx(n_in * sigma2, rel=0.1)
+        assert glued_value(notebook, f"ch4_backward_factor_layer{i}") == pytest.approx(n_out * sigma2, rel=0.1)
+    # "the forward variance grows and the backward one shrinks" where the layer narrows
+    assert glued_value(notebook, "ch4_forward_factor_layer1") > 1.5 > 0.2 > glued_value(notebook, "ch4_backward_factor_layer1")
+
+
+# --- what fit does (05_fit_by_hand) -----------------------------------------------------------------
+
+
+def test_fit_gradients_agree_with_finite_differences_and_tensorflow(chapter):
+    notebook = chapter["05_fit_by_hand"]
+    assert glued_value(notebook, "fit_fd_relative_error") < 1e-7
+    assert glued_value(notebook, "fit_tape_relative_error") < 1e-5
+    for layer in ("hidden_1", "hidden_2", "output"):
+        assert glued_value(notebook, f"fit_tape_error_{layer}") < 1e-5
+    assert glued_value(notebook, "fit_fd_broken_error") > 1e-2  # "the check can fail"
+
+
+def test_fit_numpy_sgd_reproduces_model_fit(chapter):
+    notebook = chapter["05_fit_by_hand"]
+    value = functools.partial(glued_value, notebook)
+    assert value("fit_equivalent") is True
+    assert value("fit_change_relative_error") < value("fit_tolerance") <= 1e-4
+    assert value("fit_max_difference") < 1e-6 and value("fit_max_difference") < 1e-3 * value("fit_max_change")
+    assert value("fit_plain_relative_error") > 100 * value("fit_tolerance")  # without momentum: far off
+
+
+def test_fit_loss_section_claims_hold(chapter):
+    notebook = chapter["05_fit_by_hand"]
+    value = functools.partial(glued_value, notebook)
+    assert value("fit_n_params") == glued_value(chapter["01_mlp_notation"], "ch1_params_total")
+    assert value("fit_clipped_loss") == pytest.approx(-math.log(value("fit_epsilon")), rel=1e-4)
+    assert value("fit_clipped_loss") < value("fit_big_logit")  # clipping understates the loss
+    assert 0 < value("fit_batch_likelihood") < 1.2e-38  # "too small for float32"
+
+
+def test_fit_momentum_sentences_hold(chapter):
+    notebook = chapter["05_fit_by_hand"]
+    value = functools.partial(glued_value, notebook)
+    assert value("fit_momentum_limit") == pytest.approx(10)
+    k = value("fit_momentum_k")
+    assert value("fit_momentum_factor_k") == pytest.approx((1 - 0.9**k) / (1 - 0.9))
+    assert value("fit_effective_lr") == pytest.approx(value("fit_tutorial_lr") * value("fit_momentum_limit"))
+
+
+def test_fit_training_accuracy_is_a_running_mean_below_the_end_of_epoch_figures(chapter):
+    notebook = chapter["05_fit_by_hand"]
+    value = functools.partial(glued_value, notebook)
+    assert value("fit_epoch_batches") == math.ceil(value("fit_n_fit") / 64)
+    assert value("fit_epoch_reported") == pytest.approx(value("fit_epoch_running_mean"), abs=1 / value("fit_n_fit"))
+    # "the reported training accuracy sits below the validation accuracy"
+    assert value("fit_epoch_reported") < value("fit_epoch_validation")
+    assert value("fit_epoch_reported") < value("fit_epoch_end_of_epoch")
 
 
 # --- chapter 5: training and evaluation -------------------------------------------------------------
