@@ -367,8 +367,6 @@ def test_ch6_momentum_sums_past_gradients_and_weight_decay_is_not_learning_rate_
     value = functools.partial(glued_value, notebook)
     assert value("ch6_momentum_step_factor_0.9") == pytest.approx(10)
     assert value("ch6_momentum_step_factor_0.99") == pytest.approx(100)
-    # Keras's SGD with momentum 0.9: after 200 equal gradients a step is 1/(1 - 0.9) plain steps
-    assert value("ch6_momentum_last_step_factor") == pytest.approx(1 / (1 - 0.9), rel=1e-4)
     # SGD(learning_rate=0.1, weight_decay=0.5), one update with a zero gradient: w = 1 - 0.1 * 0.5
     assert value("ch6_weight_decay_weight_after") == pytest.approx(0.95)
     assert value("ch6_weight_decay_lr_after") == pytest.approx(0.1)
