@@ -540,27 +540,38 @@ def plot_sweep(
     xlabel: str,
     ylabel: str = "validation accuracy",
     log_x: bool = False,
-    evenly_spaced: bool = False,
+    categorical: bool = False,
+    errors: Sequence[float] | None = None,
     baseline: float | None = None,
     ax: plt.Axes | None = None,
 ) -> Figure:
-    """Draw one score per value of a swept setting (a line with circles) and return the Figure.
+    """Draw one score per value of a swept setting and return the Figure.
 
-    ``log_x`` puts the values on a logarithmic axis (learning rates, layer sizes); a value of 0 is then
-    drawn on a symmetric-log axis, linear near 0. ``evenly_spaced`` instead draws the values at equal
-    distances, in the order given (values such as momentum 0, 0.5, 0.9, 0.99 whose last ones crowd
-    together). Every value gets a tick labelled as given. ``baseline`` marks the tutorial's value with
-    a hollow black ring and a ``tutorial's value`` label.
+    A numeric setting (learning rate, layer size) is drawn as a line with circles: the values lie on a
+    continuous axis, logarithmic with ``log_x`` (a value of 0 then goes on a symmetric-log axis, linear
+    near 0). ``categorical`` is for a handful of values that are not worth reading as points of an axis
+    (momentum 0, 0.5, 0.9, 0.99; decay 0, 1e-7, 1e-2): they are drawn at equal distances in the order
+    given, as circles **without** a line, since a line would claim something about the values between
+    them. Every value gets a tick labelled as given. ``errors`` draws an error bar of plus and minus
+    ``errors[i]`` around each score (two standard errors, say). ``baseline`` marks the tutorial's value
+    with a hollow black ring and a ``tutorial's value`` label.
     """
     values, scores = list(values), list(scores)
     if len(values) != len(scores) or not values:
         raise ValueError(f"need one score per value, got {len(values)} values and {len(scores)} scores")
+    if errors is not None and len(list(errors)) != len(values):
+        raise ValueError(f"need one error per value, got {len(list(errors))} errors for {len(values)} values")
     if baseline is not None and baseline not in values:
         raise ValueError(f"baseline {baseline!r} is not one of the values {values}")
     fig, ax = _axes_or_new(ax, (4.2, 3.2))
-    positions = list(range(len(values))) if evenly_spaced else values
-    ax.plot(positions, scores, color=OKABE_ITO[0], marker="o", gid="sweep")
-    if log_x and not evenly_spaced:
+    positions = list(range(len(values))) if categorical else values
+    ax.plot(positions, scores, color=OKABE_ITO[0], marker="o", linestyle="none" if categorical else "-",
+            gid="sweep")
+    if errors is not None:
+        bars = ax.errorbar(positions, scores, yerr=list(errors), fmt="none", ecolor=OKABE_ITO[0], capsize=3,
+                           elinewidth=1)
+        bars.lines[2][0].set_gid("errors")  # the vertical bars (a LineCollection)
+    if log_x and not categorical:
         if min(values) <= 0:
             positive = [abs(v) for v in values if v != 0]
             ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
@@ -568,6 +579,8 @@ def plot_sweep(
             ax.set_xscale("log")
     ax.set_xticks(positions, [f"{v:g}" for v in values])
     ax.minorticks_off()
+    if categorical:  # room for the outer points' markers and error bars
+        ax.set_xlim(-0.5, len(values) - 0.5)
     if baseline is not None:
         index = values.index(baseline)
         ax.plot([positions[index]], [scores[index]], linestyle="none", marker="o", markersize=13,

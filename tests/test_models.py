@@ -11,8 +11,11 @@ import course_utils  # noqa: F401  (before Keras: quietens TensorFlow)
 import keras
 
 from course_utils.models import (
+    BestEpoch,
     EpochLogger,
     accuracy,
+    accuracy_standard_error,
+    clearly_different,
     build_tutorial_mlp,
     confusion_matrix,
     predict_classes,
@@ -203,6 +206,61 @@ def test_accuracy():
         accuracy([1, 2], [1, 2, 3])
     with pytest.raises(ValueError):
         accuracy([], [])
+
+
+def test_accuracy_standard_error_is_binomial():
+    assert accuracy_standard_error(0.98, 10_000) == pytest.approx(0.0014)
+    assert accuracy_standard_error(0.9, 1_000) == pytest.approx((0.9 * 0.1 / 1000) ** 0.5)
+    assert accuracy_standard_error(1.0, 50) == 0.0
+    with pytest.raises(ValueError, match="accuracy"):
+        accuracy_standard_error(1.5, 10)
+    with pytest.raises(ValueError, match="n="):
+        accuracy_standard_error(0.5, 0)
+
+
+def test_clearly_different_needs_more_than_two_standard_errors():
+    se = accuracy_standard_error(0.9, 1000)  # 0.0095, larger than at 0.918 and smaller than at 0.878
+    assert not clearly_different(0.9, 0.9 + 1.9 * se, 1000)
+    lower = 0.9 - 2.3 * se
+    assert 2.3 * se > 2 * accuracy_standard_error(lower, 1000) > 2 * se  # the larger standard error counts
+    assert clearly_different(0.9, lower, 1000) and clearly_different(lower, 0.9, 1000)
+    assert not clearly_different(0.9, 0.9 - 2.05 * se, 1000)  # > 2 of 0.9's, < 2 of 0.879's standard errors
+    assert not clearly_different(0.9, lower, 1000, z=3)
+
+
+def test_best_epoch_keeps_the_weights_of_the_best_epoch_without_changing_the_model():
+    model = build_tutorial_mlp(n_features=6, n_hidden=4, n_classes=2, seed=0)
+    best = BestEpoch("val_loss")
+    best.set_model(model)
+    best.on_train_begin()
+    snapshots = []
+    for epoch, val_loss in enumerate([0.9, 0.5, 0.7, 0.5]):
+        model.set_weights([w + epoch for w in model.get_weights()])
+        snapshots.append(model.get_weights())
+        best.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+    assert (best.epoch, best.value) == (2, 0.5)  # counted from 1; a tie keeps the earlier epoch
+    for kept, expected in zip(best.weights, snapshots[1]):
+        np.testing.assert_array_equal(kept, expected)
+    for now, last in zip(model.get_weights(), snapshots[-1]):  # the model itself is left alone
+        np.testing.assert_array_equal(now, last)
+    highest = BestEpoch("val_accuracy", mode="max")
+    highest.set_model(model)
+    for epoch, value in enumerate([0.5, 0.8, 0.7]):
+        highest.on_epoch_end(epoch, {"val_accuracy": value})
+    assert highest.epoch == 2
+    with pytest.raises(ValueError, match="val_loss"):
+        BestEpoch().on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(ValueError, match="mode"):
+        BestEpoch(mode="lowest")
+
+
+def test_best_epoch_during_fit_matches_the_history():
+    X, y = _small_problem()
+    model = build_tutorial_mlp(n_features=6, n_hidden=4, n_classes=2, seed=0)
+    best = BestEpoch()
+    history = model.fit(X, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0, callbacks=[best])
+    losses = history.history["val_loss"]
+    assert best.epoch == int(np.argmin(losses)) + 1 and best.value == pytest.approx(min(losses))
 
 
 # --- training: epoch logger and steps_per_execution ------------------------------------------------

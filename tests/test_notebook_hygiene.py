@@ -134,3 +134,27 @@ def test_figures_have_caption_and_alt_text(name):
         if not str(mystnb.get("figure", {}).get("caption", "")).strip():
             problems.append(f"cell {i}: no mystnb.figure.caption")
     assert not problems, f"{_id(path)}: figure cells need alt text and a caption: {'; '.join(problems)}"
+
+
+# A result typed into a caption or alt text: a percentage, a ratio ("three times higher"), an
+# estimate ("about 40", "roughly a thousand") or a count in words ("in the hundreds").
+_NUMBER = r"(?:\d[\d,.]*|a|one|two|three|four|five|six|seven|eight|nine|ten|a few|several)"
+TYPED_RESULT = re.compile(
+    rf"\d\s*%|\bper ?cent|\b{_NUMBER}\s+times\b|\b(?:about|roughly|nearly|almost)\s+{_NUMBER}\b"
+    r"|\bhundreds?\b|\bthousands?\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_captions_and_alt_texts_type_no_results(name):
+    # Metadata cannot hold a glued number: a result that changes with the data or a rerun would go
+    # stale there. Captions and alt texts describe the figure; the glued prose gives the numbers.
+    nb = json.loads((BOOK / f"{name}.ipynb").read_text(encoding="utf-8"))
+    problems = []
+    for i, cell in enumerate(nb["cells"]):
+        mystnb = cell["metadata"].get("mystnb", {})
+        for where, text in (("caption", mystnb.get("figure", {}).get("caption", "")),
+                            ("alt", mystnb.get("image", {}).get("alt", ""))):
+            problems += [f"cell {i} {where}: {match.group(0)!r}" for match in TYPED_RESULT.finditer(str(text))]
+    assert not problems, f"{name}: typed results in figure metadata: {'; '.join(problems)}"

@@ -344,13 +344,32 @@ def test_plot_sweep_with_zero_uses_symlog_and_draws_into_given_axes():
     assert plot_sweep([0, 0.5], [1, 2], xlabel="m").axes[0].get_xscale() == "linear"
 
 
-def test_plot_sweep_evenly_spaced_keeps_the_values_as_labels():
-    fig = plot_sweep([0.0, 0.5, 0.9, 0.99], [0.6, 0.7, 0.8, 0.9], xlabel="momentum", evenly_spaced=True,
+def test_plot_sweep_categorical_draws_points_without_a_line_and_keeps_the_values_as_labels():
+    fig = plot_sweep([0.0, 0.5, 0.9, 0.99], [0.6, 0.7, 0.8, 0.9], xlabel="momentum", categorical=True,
                      baseline=0.9, log_x=True)
     ax = fig.axes[0]
-    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [0, 1, 2, 3])
+    points = next(line for line in ax.lines if line.get_gid() == "sweep")
+    np.testing.assert_array_equal(points.get_xdata(), [0, 1, 2, 3])
+    assert points.get_linestyle() == "None" and points.get_marker() == "o"  # categories: no line joins them
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.5", "0.9", "0.99"]
     assert list(ax.lines[1].get_xdata()) == [2] and ax.get_xscale() == "linear"
+
+
+def test_plot_sweep_joins_numeric_values_with_a_line():
+    ax = plot_sweep([10, 50, 200], [0.8, 0.9, 0.92], xlabel="units", log_x=True).axes[0]
+    assert ax.lines[0].get_linestyle() == "-"
+
+
+def test_plot_sweep_draws_error_bars_of_the_given_size():
+    fig = plot_sweep([0.0, 1e-7, 1e-2], [0.8, 0.8, 0.7], errors=[0.02, 0.02, 0.03], xlabel="decay",
+                     categorical=True)
+    ax = fig.axes[0]
+    bars = next(c for c in ax.collections if c.get_gid() == "errors")
+    segments = [np.asarray(segment) for segment in bars.get_segments()]
+    assert [tuple(s[:, 0]) for s in segments] == [(0, 0), (1, 1), (2, 2)]
+    np.testing.assert_allclose([s[:, 1] for s in segments], [[0.78, 0.82], [0.78, 0.82], [0.67, 0.73]])
+    with pytest.raises(ValueError, match="error"):
+        plot_sweep([1, 2], [0.5, 0.6], errors=[0.1], xlabel="x")
 
 
 @pytest.mark.parametrize("kwargs", [{"values": [1, 2], "scores": [1]},
