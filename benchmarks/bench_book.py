@@ -3,7 +3,7 @@
 Run from anywhere with the course's environment:
 
     MNIST_DIR=/path/to/mnist .venv/bin/python benchmarks/bench_book.py
-    .venv/bin/python benchmarks/bench_book.py --notebooks 05_training 06_going_further
+    .venv/bin/python benchmarks/bench_book.py --notebooks 06_training 07_going_further
 
 Each notebook is copied into a temporary folder and executed there with nbclient (the `python3` kernel,
 working directory = the copy's folder, as the book build runs it), so the repository is never
@@ -11,13 +11,13 @@ touched. `MNIST_DIR` is passed on from the environment; without it the notebooks
 download, or fall back to the embedded sample (the table then says which data the models saw).
 
 Printed: the machine (CPU cores, Python, TensorFlow and Keras versions), one row per notebook with
-its execution seconds and the CPU seconds its kernel used, the total, and the training time and test accuracy of chapter 5's tutorial
-model and chapter 6's better model, read from the values those chapters glue (`ch5_fit_seconds`,
-`ch5_test_accuracy`, `ch6_fit_seconds`, `ch6_test_accuracy`). Timings are printed, never asserted.
+its execution seconds and the CPU seconds its kernel used, the total, and the training time and test accuracy of chapter 6's tutorial
+model and chapter 7's better model, read from the values those chapters glue (`ch6_fit_seconds`,
+`ch6_test_accuracy`, `ch7_fit_seconds`, `ch7_test_accuracy`). Timings are printed, never asserted.
 
-One seed says little about a model, so when chapter 6 runs, its better MLP is also trained with the
-other seeds of `--seeds` (default: the book's seed and the next two), with the settings chapter 6
-glued (`ch6_better_settings`) and chapter 6's own steps: `set_seeds(seed)`, `build_better_mlp`, `fit`
+One seed says little about a model, so when chapter 7 runs, its better MLP is also trained with the
+other seeds of `--seeds` (default: the book's seed and the next two), with the settings chapter 7
+glued (`ch7_better_settings`) and chapter 7's own steps: `set_seeds(seed)`, `build_better_mlp`, `fit`
 on the raw training pixels, accuracy on the test set. The book's own seed is read from the chapter,
 not trained again. `--seeds` with only the book's seed skips the extra training.
 
@@ -52,8 +52,8 @@ BOOK = REPO_ROOT / "book"
 
 #: (label, notebook stem, glued fit seconds, glued test accuracy, glued "was it full MNIST")
 MODELS = [
-    ("ch5 tutorial MLP", "05_training", "ch5_fit_seconds", "ch5_test_accuracy", "ch5_full_mnist"),
-    ("ch6 better MLP", "06_going_further", "ch6_fit_seconds", "ch6_test_accuracy", "ch6_full_mnist"),
+    ("ch6 tutorial MLP", "06_training", "ch6_fit_seconds", "ch6_test_accuracy", "ch6_full_mnist"),
+    ("ch7 better MLP", "07_going_further", "ch7_fit_seconds", "ch7_test_accuracy", "ch7_full_mnist"),
 ]
 
 
@@ -97,7 +97,7 @@ def execute(notebook: Path, workdir: Path, timeout: int) -> tuple[float, float, 
 
 
 def train_better_mlp(settings: dict, seed: int) -> tuple[float, float, float, bool]:
-    """Train chapter 6's better MLP as the chapter does, with ``seed``.
+    """Train chapter 7's better MLP as the chapter does, with ``seed``.
 
     Returns (fit seconds, fit CPU seconds, test accuracy, whether the data was full MNIST).
     """
@@ -125,21 +125,21 @@ def train_better_mlp(settings: dict, seed: int) -> tuple[float, float, float, bo
 
 
 def seed_table(values: dict[str, object], seeds: list[int]) -> None:
-    """Print chapter 6's better MLP's test accuracy for every seed, training the seeds the book did not use."""
+    """Print chapter 7's better MLP's test accuracy for every seed, training the seeds the book did not use."""
     import statistics
 
-    settings = values.get("ch6_better_settings")
+    settings = values.get("ch7_better_settings")
     if not isinstance(settings, dict):
-        print("(chapter 6 glued no ch6_better_settings: no seed table)")
+        print("(chapter 7 glued no ch7_better_settings: no seed table)")
         return
     book_seed = settings.get("seed")
-    print(f"ch6 better MLP over seeds: {', '.join(f'{k} {v}' for k, v in settings.items() if k != 'seed')}")
+    print(f"ch7 better MLP over seeds: {', '.join(f'{k} {v}' for k, v in settings.items() if k != 'seed')}")
     print(f"{'seed':>6}  {'fit seconds':>11}  {'CPU seconds':>11}  {'test accuracy':>13}  run")
     accuracies = []
     for seed in seeds:
         if seed == book_seed:
-            fit, test_accuracy, run = values.get("ch6_fit_seconds"), values.get("ch6_test_accuracy"), "the book's"
-            cpu_text, full = "", values.get("ch6_full_mnist")
+            fit, test_accuracy, run = values.get("ch7_fit_seconds"), values.get("ch7_test_accuracy"), "the book's"
+            cpu_text, full = "", values.get("ch7_full_mnist")
         else:
             fit, cpu, test_accuracy, full = train_better_mlp(settings, seed)
             cpu_text, run = f"{cpu:.1f}", "trained here"
@@ -174,13 +174,13 @@ def machine_lines() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", nargs="+", metavar="NAME",
-                        help="execute only these notebooks (stems such as 05_training)")
+                        help="execute only these notebooks (stems such as 06_training)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="write the executed copies here instead of a temporary folder")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                         default=[DEFAULT_SEED, DEFAULT_SEED + 1, DEFAULT_SEED + 2],
-                        help="seeds for chapter 6's better MLP (default: the book's and the next two); "
+                        help="seeds for chapter 7's better MLP (default: the book's and the next two); "
                              "seeds other than the book's are trained after the notebooks")
     args = parser.parse_args(argv)
 
@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else f"({accuracy_name}?)"
             data = {True: "full MNIST", False: "embedded sample"}.get(values.get(full_name), "?")
             print(f"{label:<18}  {fit_text:>11}  {accuracy_text:>13}  {data}")
-    if "06_going_further" in glued:
+    if "07_going_further" in glued:
         print()
-        seed_table(glued["06_going_further"], args.seeds)
+        seed_table(glued["07_going_further"], args.seeds)
     if failed:
         print(f"\nfailed: {', '.join(failed)} (the total leaves them out)")
     return 1 if failed else 0

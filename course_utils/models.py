@@ -301,7 +301,7 @@ class BestEpoch(keras.callbacks.Callback):
 
 
 # --------------------------------------------------------------------------------------------------
-# Going further (chapter 6): deep networks' gradients and a better MLP
+# Going further (chapter 7): deep networks' gradients and a better MLP
 # --------------------------------------------------------------------------------------------------
 
 
@@ -422,7 +422,7 @@ def build_better_mlp(
     n_classes: int = 10,
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
 ) -> keras.Sequential:
-    """Build and compile chapter 6's MLP, which takes **raw pixel values** 0..255 (no preprocessing).
+    """Build and compile chapter 7's MLP, which takes **raw pixel values** 0..255 (no preprocessing).
 
     Layers: ``Rescaling(1/255)`` (pixels to 0..1, so the background is 0), :class:`RandomShift` by up
     to ``max_shift`` pixels filling with 0 (training only), then ``n_hidden_layers`` ReLU layers of

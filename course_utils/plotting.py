@@ -396,7 +396,7 @@ def plot_pixel_statistics(
 
 
 # --------------------------------------------------------------------------------------------------
-# Training and evaluation (chapters 5-6)
+# Training and evaluation (chapters 6-7)
 # --------------------------------------------------------------------------------------------------
 
 _METRIC_TITLES = {"loss": "loss (categorical cross-entropy)", "accuracy": "accuracy"}
@@ -519,7 +519,7 @@ def plot_misclassified_digits(
 
 
 # --------------------------------------------------------------------------------------------------
-# Hyperparameter sweeps and gradients (chapter 6)
+# Hyperparameter sweeps and gradients (chapter 7)
 # --------------------------------------------------------------------------------------------------
 
 #: Line styles and markers that tell several lines apart without colour.

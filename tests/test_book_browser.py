@@ -221,8 +221,8 @@ DATA_PAGES = {
     "chapters/02_mnist_idx": ("ch2_n_train", lambda n: n == 60_000),
     "chapters/03_preprocessing": ("ch3_n_train", lambda n: n == 60_000),
     "chapters/05_fit_by_hand": ("fit_full_mnist", bool),
-    "chapters/05_training": ("ch5_full_mnist", bool),
-    "chapters/06_going_further": ("ch6_full_mnist", bool),
+    "chapters/06_training": ("ch6_full_mnist", bool),
+    "chapters/07_going_further": ("ch7_full_mnist", bool),
 }
 
 

@@ -7,7 +7,7 @@ executed copy into `<chapter>.glue.json` beside it, and renders the prose from t
 the same values back, so a claim like "the test accuracy is close to the tutorial's" is checked on
 exactly the number the reader sees.
 
-Adding a check is one function: `glued_value(chapter["05_training"], "ch5_test_accuracy")`.
+Adding a check is one function: `glued_value(chapter["06_training"], "ch6_test_accuracy")`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from course_utils.book import glued_values
 # Each executed notebook is parsed once per test session.
 _glued_values = cache(glued_values)
 
-#: What the tutorial (TensorFlow 1) reported after 50 epochs; chapter 5 quotes the same figures.
+#: What the tutorial (TensorFlow 1) reported after 50 epochs; chapter 6 quotes the same figures.
 TUTORIAL_TRAIN_ACCURACY = 0.9881
 TUTORIAL_TEST_ACCURACY = 0.9627
 
@@ -44,20 +44,20 @@ class _Chapters(dict):
 
 @pytest.fixture(scope="module")
 def chapter(executed_notebooks) -> dict[str, Path]:
-    """The executed chapters by file stem: ``chapter["05_training"]``."""
+    """The executed chapters by file stem: ``chapter["06_training"]``."""
     return _Chapters((path.stem, path) for path in executed_notebooks)
 
 
 @pytest.fixture(scope="module")
 def full_mnist(chapter) -> bool:
-    """Whether chapter 5 trained on full MNIST (not the embedded 5,000-digit fallback)."""
-    return bool(glued_value(chapter["05_training"], "ch5_full_mnist"))
+    """Whether chapter 6 trained on full MNIST (not the embedded 5,000-digit fallback)."""
+    return bool(glued_value(chapter["06_training"], "ch6_full_mnist"))
 
 
 # --- every chapter that uses data says which data it was built on ----------------------------------
 
-DATA_CHAPTERS = {"02_mnist_idx": "ch2", "03_preprocessing": "ch3", "05_fit_by_hand": "fit", "05_training": "ch5",
-                 "06_going_further": "ch6"}
+DATA_CHAPTERS = {"02_mnist_idx": "ch2", "03_preprocessing": "ch3", "05_fit_by_hand": "fit", "06_training": "ch6",
+                 "07_going_further": "ch7"}
 
 
 @pytest.mark.parametrize("stem", DATA_CHAPTERS)
@@ -215,21 +215,21 @@ def test_fit_training_accuracy_is_a_running_mean_below_the_end_of_epoch_figures(
     assert value("fit_epoch_reported") < value("fit_epoch_end_of_epoch")
 
 
-# --- chapter 5: training and evaluation -------------------------------------------------------------
+# --- chapter 6: training and evaluation -------------------------------------------------------------
 
 
-def test_ch5_states_its_data_source(chapter, full_mnist):
-    source = glued_value(chapter["05_training"], "ch5_data_source")
+def test_ch6_states_its_data_source(chapter, full_mnist):
+    source = glued_value(chapter["06_training"], "ch6_data_source")
     assert isinstance(source, str) and source
     assert ("60,000" in source) == full_mnist
 
 
-def test_ch5_comparison_with_the_tutorial_says_what_the_numbers_show(chapter, full_mnist):
-    notebook = chapter["05_training"]
-    tolerance_pp = glued_value(notebook, "ch5_close_pp")
-    differences = [glued_value(notebook, f"ch5_{split}_accuracy_diff_pp") for split in ("train", "test")]
-    close = glued_value(notebook, "ch5_close_to_tutorial")
-    sentence = glued_value(notebook, "ch5_tutorial_comparison")
+def test_ch6_comparison_with_the_tutorial_says_what_the_numbers_show(chapter, full_mnist):
+    notebook = chapter["06_training"]
+    tolerance_pp = glued_value(notebook, "ch6_close_pp")
+    differences = [glued_value(notebook, f"ch6_{split}_accuracy_diff_pp") for split in ("train", "test")]
+    close = glued_value(notebook, "ch6_close_to_tutorial")
+    sentence = glued_value(notebook, "ch6_tutorial_comparison")
     assert close == (full_mnist and all(abs(d) <= tolerance_pp for d in differences))
     assert sentence.startswith("The results are close to the tutorial's") == close
     if not full_mnist:
@@ -239,48 +239,48 @@ def test_ch5_comparison_with_the_tutorial_says_what_the_numbers_show(chapter, fu
         assert close, f"{differences} percentage points from the tutorial's accuracies"
 
 
-def test_ch5_update_count_is_that_of_its_own_run(chapter):
-    notebook = chapter["05_training"]
-    per_epoch = glued_value(notebook, "ch5_updates_per_epoch")
-    n_fit = 0.9 * glued_value(notebook, "ch5_n_train")  # validation_split=0.1
+def test_ch6_update_count_is_that_of_its_own_run(chapter):
+    notebook = chapter["06_training"]
+    per_epoch = glued_value(notebook, "ch6_updates_per_epoch")
+    n_fit = 0.9 * glued_value(notebook, "ch6_n_train")  # validation_split=0.1
     assert abs(per_epoch - n_fit / 64) <= 1
-    assert glued_value(notebook, "ch5_total_updates") == 50 * per_epoch
-    total = glued_value(notebook, "ch5_total_updates")
-    assert glued_value(notebook, "ch5_lr_after_training") == pytest.approx(0.001 / (1 + 1e-7 * total), rel=1e-6)
+    assert glued_value(notebook, "ch6_total_updates") == 50 * per_epoch
+    total = glued_value(notebook, "ch6_total_updates")
+    assert glued_value(notebook, "ch6_lr_after_training") == pytest.approx(0.001 / (1 + 1e-7 * total), rel=1e-6)
 
 
-def test_ch5_best_validation_epoch_is_one_of_the_epochs(chapter):
-    notebook = chapter["05_training"]
-    assert 1 <= glued_value(notebook, "ch5_best_val_loss_epoch") <= glued_value(notebook, "ch5_n_epochs") == 50
+def test_ch6_best_validation_epoch_is_one_of_the_epochs(chapter):
+    notebook = chapter["06_training"]
+    assert 1 <= glued_value(notebook, "ch6_best_val_loss_epoch") <= glued_value(notebook, "ch6_n_epochs") == 50
 
 
-def test_ch5_overfitting_sentence_follows_the_validation_loss(chapter):
-    notebook = chapter["05_training"]
-    best, n_epochs = glued_value(notebook, "ch5_best_val_loss_epoch"), glued_value(notebook, "ch5_n_epochs")
-    rise = glued_value(notebook, "ch5_val_loss_rise")
-    sentence = glued_value(notebook, "ch5_overfitting")
-    final_val_loss = glued_value(notebook, "ch5_final_val_loss")
-    assert rise == pytest.approx(final_val_loss - glued_value(notebook, "ch5_best_val_loss"))
+def test_ch6_overfitting_sentence_follows_the_validation_loss(chapter):
+    notebook = chapter["06_training"]
+    best, n_epochs = glued_value(notebook, "ch6_best_val_loss_epoch"), glued_value(notebook, "ch6_n_epochs")
+    rise = glued_value(notebook, "ch6_val_loss_rise")
+    sentence = glued_value(notebook, "ch6_overfitting")
+    final_val_loss = glued_value(notebook, "ch6_final_val_loss")
+    assert rise == pytest.approx(final_val_loss - glued_value(notebook, "ch6_best_val_loss"))
     if best == n_epochs:
         assert rise == 0 and "had not begun to overfit" in sentence
     else:
         assert rise > 0 and f"lowest after epoch {best} " in sentence and "overfitting begins" in sentence
         # "training went on lowering the training loss"
-        assert glued_value(notebook, "ch5_final_loss") < glued_value(notebook, "ch5_train_loss_at_best_epoch")
+        assert glued_value(notebook, "ch6_final_loss") < glued_value(notebook, "ch6_train_loss_at_best_epoch")
 
 
-def test_ch5_the_validation_set_chooses_the_epoch_and_the_difference_is_judged_by_its_standard_error(chapter):
+def test_ch6_the_validation_set_chooses_the_epoch_and_the_difference_is_judged_by_its_standard_error(chapter):
     from course_utils.models import accuracy_standard_error, clearly_different
 
-    notebook = chapter["05_training"]
+    notebook = chapter["06_training"]
     value = functools.partial(glued_value, notebook)
-    n_test, final, chosen = value("ch5_n_test"), value("ch5_test_accuracy"), value("ch5_chosen_test_accuracy")
-    assert value("ch5_test_accuracy_se") == pytest.approx(accuracy_standard_error(final, n_test))
-    assert value("ch5_chosen_difference_pp") == pytest.approx(100 * (chosen - final))
+    n_test, final, chosen = value("ch6_n_test"), value("ch6_test_accuracy"), value("ch6_chosen_test_accuracy")
+    assert value("ch6_test_accuracy_se") == pytest.approx(accuracy_standard_error(final, n_test))
+    assert value("ch6_chosen_difference_pp") == pytest.approx(100 * (chosen - final))
     clear = clearly_different(chosen, final, n_test)
-    assert value("ch5_chosen_clearly_different") == clear
-    sentence = value("ch5_epoch_choice")
-    if value("ch5_best_val_loss_epoch") == value("ch5_n_epochs"):
+    assert value("ch6_chosen_clearly_different") == clear
+    sentence = value("ch6_epoch_choice")
+    if value("ch6_best_val_loss_epoch") == value("ch6_n_epochs"):
         assert chosen == final and "chose the last epoch" in sentence
     elif clear:
         assert ("do better" in sentence) == (chosen > final) and "more than two standard errors" in sentence
@@ -288,46 +288,46 @@ def test_ch5_the_validation_set_chooses_the_epoch_and_the_difference_is_judged_b
         assert "less than two standard errors" in sentence
 
 
-def test_ch5_training_accuracy_exceeds_test_accuracy(chapter):
-    notebook = chapter["05_training"]
-    train_accuracy = glued_value(notebook, "ch5_train_accuracy")
-    test_accuracy = glued_value(notebook, "ch5_test_accuracy")
+def test_ch6_training_accuracy_exceeds_test_accuracy(chapter):
+    notebook = chapter["06_training"]
+    train_accuracy = glued_value(notebook, "ch6_train_accuracy")
+    test_accuracy = glued_value(notebook, "ch6_test_accuracy")
     assert train_accuracy > test_accuracy
-    gap = glued_value(notebook, "ch5_accuracy_gap_pp")
+    gap = glued_value(notebook, "ch6_accuracy_gap_pp")
     assert gap == pytest.approx(100 * (train_accuracy - test_accuracy))
 
 
-def test_ch5_differences_to_the_tutorial_are_computed_from_the_quoted_figures(chapter):
-    notebook = chapter["05_training"]
-    assert glued_value(notebook, "ch5_tutorial_train_accuracy") == TUTORIAL_TRAIN_ACCURACY
-    assert glued_value(notebook, "ch5_tutorial_test_accuracy") == TUTORIAL_TEST_ACCURACY
+def test_ch6_differences_to_the_tutorial_are_computed_from_the_quoted_figures(chapter):
+    notebook = chapter["06_training"]
+    assert glued_value(notebook, "ch6_tutorial_train_accuracy") == TUTORIAL_TRAIN_ACCURACY
+    assert glued_value(notebook, "ch6_tutorial_test_accuracy") == TUTORIAL_TEST_ACCURACY
     for split, tutorial in (("train", TUTORIAL_TRAIN_ACCURACY), ("test", TUTORIAL_TEST_ACCURACY)):
-        ours = glued_value(notebook, f"ch5_{split}_accuracy")
-        difference = glued_value(notebook, f"ch5_{split}_accuracy_diff_pp")
+        ours = glued_value(notebook, f"ch6_{split}_accuracy")
+        difference = glued_value(notebook, f"ch6_{split}_accuracy_diff_pp")
         assert difference == pytest.approx(100 * (ours - tutorial))
 
 
-def test_ch5_misclassified_count_matches_test_accuracy(chapter):
-    notebook = chapter["05_training"]
-    n_test = glued_value(notebook, "ch5_n_test")
-    wrong = glued_value(notebook, "ch5_n_misclassified")
-    assert wrong == round((1 - glued_value(notebook, "ch5_test_accuracy")) * n_test)
-    assert 0 < glued_value(notebook, "ch5_confused_count") <= wrong
-    assert glued_value(notebook, "ch5_confused_true") != glued_value(notebook, "ch5_confused_predicted")
+def test_ch6_misclassified_count_matches_test_accuracy(chapter):
+    notebook = chapter["06_training"]
+    n_test = glued_value(notebook, "ch6_n_test")
+    wrong = glued_value(notebook, "ch6_n_misclassified")
+    assert wrong == round((1 - glued_value(notebook, "ch6_test_accuracy")) * n_test)
+    assert 0 < glued_value(notebook, "ch6_confused_count") <= wrong
+    assert glued_value(notebook, "ch6_confused_true") != glued_value(notebook, "ch6_confused_predicted")
 
 
-def test_ch5_training_improved_on_the_first_epoch(chapter):
-    notebook = chapter["05_training"]
-    first, final = (glued_value(notebook, f"ch5_{when}_val_accuracy") for when in ("first", "final"))
+def test_ch6_training_improved_on_the_first_epoch(chapter):
+    notebook = chapter["06_training"]
+    first, final = (glued_value(notebook, f"ch6_{when}_val_accuracy") for when in ("first", "final"))
     assert final > first
-    assert glued_value(notebook, "ch5_final_loss") < glued_value(notebook, "ch5_final_val_loss")
+    assert glued_value(notebook, "ch6_final_loss") < glued_value(notebook, "ch6_final_val_loss")
 
 
-# --- chapter 6: going further ----------------------------------------------------------------------
+# --- chapter 7: going further ----------------------------------------------------------------------
 
 
 def _compared(a: float, b: float, n: int) -> str:
-    """Chapter 6's phrase for how accuracy a compares with b on n validation images."""
+    """Chapter 7's phrase for how accuracy a compares with b on n validation images."""
     from course_utils.models import clearly_different
 
     if not clearly_different(a, b, n):
@@ -335,97 +335,97 @@ def _compared(a: float, b: float, n: int) -> str:
     return "clearly above" if a > b else "clearly below"
 
 
-def test_ch6_sweep_comparisons_are_judged_by_two_standard_errors(chapter):
+def test_ch7_sweep_comparisons_are_judged_by_two_standard_errors(chapter):
     from course_utils.models import accuracy_standard_error
 
-    notebook = chapter["06_going_further"]
+    notebook = chapter["07_going_further"]
     value = functools.partial(glued_value, notebook)
-    n_val = value("ch6_sweep_n_val")
-    assert value("ch6_sweep_se") == pytest.approx(accuracy_standard_error(value("ch6_tutorial_accuracy"), n_val))
+    n_val = value("ch7_sweep_n_val")
+    assert value("ch7_sweep_se") == pytest.approx(accuracy_standard_error(value("ch7_tutorial_accuracy"), n_val))
     comparisons = {  # phrase glued: (accuracy, compared with)
-        "ch6_best_lr_vs_tutorial": ("ch6_best_lr_accuracy", "ch6_tutorial_accuracy"),
-        "ch6_smallest_lr_vs_best": ("ch6_smallest_lr_accuracy", "ch6_best_lr_accuracy"),
-        "ch6_largest_lr_vs_best": ("ch6_largest_lr_accuracy", "ch6_best_lr_accuracy"),
-        "ch6_no_momentum_vs_tutorial": ("ch6_no_momentum_accuracy", "ch6_tutorial_momentum_accuracy"),
-        "ch6_high_momentum_vs_tutorial": ("ch6_high_momentum_accuracy", "ch6_tutorial_momentum_accuracy"),
-        "ch6_tutorial_decay_vs_no_decay": ("ch6_tutorial_decay_accuracy", "ch6_no_decay_accuracy"),
-        "ch6_large_decay_vs_no_decay": ("ch6_decay_1e-2_accuracy", "ch6_no_decay_accuracy"),
-        "ch6_many_vs_few_units": ("ch6_many_units_accuracy", "ch6_few_units_accuracy"),
+        "ch7_best_lr_vs_tutorial": ("ch7_best_lr_accuracy", "ch7_tutorial_accuracy"),
+        "ch7_smallest_lr_vs_best": ("ch7_smallest_lr_accuracy", "ch7_best_lr_accuracy"),
+        "ch7_largest_lr_vs_best": ("ch7_largest_lr_accuracy", "ch7_best_lr_accuracy"),
+        "ch7_no_momentum_vs_tutorial": ("ch7_no_momentum_accuracy", "ch7_tutorial_momentum_accuracy"),
+        "ch7_high_momentum_vs_tutorial": ("ch7_high_momentum_accuracy", "ch7_tutorial_momentum_accuracy"),
+        "ch7_tutorial_decay_vs_no_decay": ("ch7_tutorial_decay_accuracy", "ch7_no_decay_accuracy"),
+        "ch7_large_decay_vs_no_decay": ("ch7_decay_1e-2_accuracy", "ch7_no_decay_accuracy"),
+        "ch7_many_vs_few_units": ("ch7_many_units_accuracy", "ch7_few_units_accuracy"),
     }
     for phrase, (a, b) in comparisons.items():
         assert value(phrase) == _compared(value(a), value(b), n_val), phrase
     # "the best learning rate", "the smallest", "the largest" are what they say
-    assert value("ch6_smallest_lr") < value("ch6_best_lr") < value("ch6_largest_lr")
-    assert value("ch6_best_lr_accuracy") >= max(value(f"ch6_{w}_lr_accuracy") for w in ("smallest", "largest"))
+    assert value("ch7_smallest_lr") < value("ch7_best_lr") < value("ch7_largest_lr")
+    assert value("ch7_best_lr_accuracy") >= max(value(f"ch7_{w}_lr_accuracy") for w in ("smallest", "largest"))
     # "the tutorial's decay ... changes nothing": it shrinks the learning rate by less than 0.01 %
-    assert value("ch6_lr_factor_tutorial_decay") > 0.9999
-    assert value("ch6_tutorial_decay_vs_no_decay") == "within two standard errors of"
+    assert value("ch7_lr_factor_tutorial_decay") > 0.9999
+    assert value("ch7_tutorial_decay_vs_no_decay") == "within two standard errors of"
 
 
-def test_ch6_momentum_sums_past_gradients_and_weight_decay_is_not_learning_rate_decay(chapter):
-    notebook = chapter["06_going_further"]
+def test_ch7_momentum_sums_past_gradients_and_weight_decay_is_not_learning_rate_decay(chapter):
+    notebook = chapter["07_going_further"]
     value = functools.partial(glued_value, notebook)
-    assert value("ch6_momentum_step_factor_0.9") == pytest.approx(10)
-    assert value("ch6_momentum_step_factor_0.99") == pytest.approx(100)
+    assert value("ch7_momentum_step_factor_0.9") == pytest.approx(10)
+    assert value("ch7_momentum_step_factor_0.99") == pytest.approx(100)
     # SGD(learning_rate=0.1, weight_decay=0.5), one update with a zero gradient: w = 1 - 0.1 * 0.5
-    assert value("ch6_weight_decay_weight_after") == pytest.approx(0.95)
-    assert value("ch6_weight_decay_lr_after") == pytest.approx(0.1)
+    assert value("ch7_weight_decay_weight_after") == pytest.approx(0.95)
+    assert value("ch7_weight_decay_lr_after") == pytest.approx(0.1)
 
 
-def test_ch6_vanishing_gradient_claims_hold(chapter):
-    notebook = chapter["06_going_further"]
+def test_ch7_vanishing_gradient_claims_hold(chapter):
+    notebook = chapter["07_going_further"]
     value = functools.partial(glued_value, notebook)
-    layers = value("ch6_deep_layers")
-    ratio = value("ch6_grad_ratio_sigmoid")
-    assert value("ch6_sigmoid_bound") == pytest.approx(0.25 ** layers)
+    layers = value("ch7_deep_layers")
+    ratio = value("ch7_grad_ratio_sigmoid")
+    assert value("ch7_sigmoid_bound") == pytest.approx(0.25 ** layers)
     # "A 50 x 50 Glorot-uniform matrix has a spectral norm near 2 ... the bound is about 1/2 per layer"
-    assert 1.7 < value("ch6_spectral_norm_min") <= value("ch6_spectral_norm_max") < 2.3
-    assert 0.4 < value("ch6_per_layer_bound") < 0.6
+    assert 1.7 < value("ch7_spectral_norm_min") <= value("ch7_spectral_norm_max") < 2.3
+    assert 0.4 < value("ch7_per_layer_bound") < 0.6
     # the weights can stretch the error: 1/4 alone is no bound on a layer's factor
-    assert value("ch6_per_layer_bound") > 0.25
-    assert value("ch6_ratio_above_quarter_power") == (ratio > 0.25 ** layers)
-    assert value("ch6_quarter_sentence").startswith(
+    assert value("ch7_per_layer_bound") > 0.25
+    assert value("ch7_ratio_above_quarter_power") == (ratio > 0.25 ** layers)
+    assert value("ch7_quarter_sentence").startswith(
         "The measured ratio is larger" if ratio > 0.25 ** layers else "The measured ratio is smaller")
     # "The measured ratio stays below that bound" (the product of 1/4 ||W||_2 over the layers)
-    assert ratio < value("ch6_product_bound")
-    assert value("ch6_bound_sentence") == "The measured ratio stays below that bound"
-    assert value("ch6_per_layer_measured") == pytest.approx(ratio ** (1 / layers))
+    assert ratio < value("ch7_product_bound")
+    assert value("ch7_bound_sentence") == "The measured ratio stays below that bound"
+    assert value("ch7_per_layer_measured") == pytest.approx(ratio ** (1 / layers))
     # the vanishing gradient the chapter shows: sigmoid's first layer gets orders of magnitude less
-    assert ratio < 1e-3 < value("ch6_grad_ratio_relu")
+    assert ratio < 1e-3 < value("ch7_grad_ratio_relu")
 
 
-def test_ch6_better_mlp_beats_chapter_5_and_says_what_changed(chapter):
-    ch4, ch5, ch6 = chapter["04_keras_mlp"], chapter["05_training"], chapter["06_going_further"]
-    value = functools.partial(glued_value, ch6)
-    assert value("ch6_n_test") == glued_value(ch5, "ch5_n_test")
+def test_ch7_better_mlp_beats_chapter_5_and_says_what_changed(chapter):
+    ch4, ch6, ch7 = chapter["04_keras_mlp"], chapter["06_training"], chapter["07_going_further"]
+    value = functools.partial(glued_value, ch7)
+    assert value("ch7_n_test") == glued_value(ch6, "ch6_n_test")
     # "That is far fewer mistakes than the tutorial's network made"
-    assert value("ch6_n_errors") < glued_value(ch5, "ch5_n_misclassified")
+    assert value("ch7_n_errors") < glued_value(ch6, "ch6_n_misclassified")
     # the comparison table
-    assert value("ch6_tutorial_params") == glued_value(ch4, "ch4_params_total")
-    assert value("ch6_params_ratio") == pytest.approx(value("ch6_params") / value("ch6_tutorial_params"))
-    n_hidden, layers = value("ch6_n_hidden"), value("ch6_n_hidden_layers")
-    assert value("ch6_params") == 784 * n_hidden + n_hidden + (layers - 1) * (n_hidden + 1) * n_hidden + (n_hidden + 1) * 10
-    assert (value("ch6_tutorial_batch_size"), value("ch6_tutorial_epochs")) == (64, 50)
-    assert value("ch6_n_fit_tutorial") == round(0.9 * value("ch6_n_train"))
+    assert value("ch7_tutorial_params") == glued_value(ch4, "ch4_params_total")
+    assert value("ch7_params_ratio") == pytest.approx(value("ch7_params") / value("ch7_tutorial_params"))
+    n_hidden, layers = value("ch7_n_hidden"), value("ch7_n_hidden_layers")
+    assert value("ch7_params") == 784 * n_hidden + n_hidden + (layers - 1) * (n_hidden + 1) * n_hidden + (n_hidden + 1) * 10
+    assert (value("ch7_tutorial_batch_size"), value("ch7_tutorial_epochs")) == (64, 50)
+    assert value("ch7_n_fit_tutorial") == round(0.9 * value("ch7_n_train"))
     # "The training accuracy ends at ..., below / no lower than the test accuracy"
-    below = value("ch6_final_train_accuracy") < value("ch6_test_accuracy")
-    assert value("ch6_train_vs_test").startswith("below the test accuracy" if below else "no lower than")
+    below = value("ch7_final_train_accuracy") < value("ch7_test_accuracy")
+    assert value("ch7_train_vs_test").startswith("below the test accuracy" if below else "no lower than")
     # what bench_book.py reads to train the same model with other seeds
-    settings = value("ch6_better_settings")
+    settings = value("ch7_better_settings")
     assert {k: settings[k] for k in ("n_hidden", "n_hidden_layers", "epochs", "batch_size")} == {
-        "n_hidden": n_hidden, "n_hidden_layers": layers, "epochs": value("ch6_epochs"),
-        "batch_size": value("ch6_batch_size")}
+        "n_hidden": n_hidden, "n_hidden_layers": layers, "epochs": value("ch7_epochs"),
+        "batch_size": value("ch7_batch_size")}
 
 
-def test_ch6_better_mlp_reaches_99_percent_on_full_mnist(chapter, full_mnist):
-    notebook = chapter["06_going_further"]
+def test_ch7_better_mlp_reaches_99_percent_on_full_mnist(chapter, full_mnist):
+    notebook = chapter["07_going_further"]
     value = functools.partial(glued_value, notebook)
-    test_accuracy, n_test = value("ch6_test_accuracy"), value("ch6_n_test")
-    assert value("ch6_n_errors") == round((1 - test_accuracy) * n_test)
-    assert value("ch6_accuracy_bar") == 0.99
-    sentence = value("ch6_accuracy_bar_sentence")
+    test_accuracy, n_test = value("ch7_test_accuracy"), value("ch7_n_test")
+    assert value("ch7_n_errors") == round((1 - test_accuracy) * n_test)
+    assert value("ch7_accuracy_bar") == 0.99
+    sentence = value("ch7_accuracy_bar_sentence")
     if not full_mnist:
         assert "cannot be compared" in sentence
-        pytest.skip("chapter 6 was built with the embedded digits, not full MNIST: the 99 % bar is for full MNIST")
-    assert test_accuracy >= 0.990, f"chapter 6's better MLP reached only {test_accuracy:.2%} test accuracy"
+        pytest.skip("chapter 7 was built with the embedded digits, not full MNIST: the 99 % bar is for full MNIST")
+    assert test_accuracy >= 0.990, f"chapter 7's better MLP reached only {test_accuracy:.2%} test accuracy"
     assert sentence.startswith("On full MNIST that is 99% or more")

@@ -328,7 +328,7 @@ def test_confusion_matrix():
         confusion_matrix([0, 1], [0], n_classes=3)
 
 
-# --- chapter 6: deep networks' gradients and the better MLP ------------------------------------------
+# --- chapter 7: deep networks' gradients and the better MLP ------------------------------------------
 
 from course_utils.models import RandomShift, build_better_mlp, build_deep_mlp, gradient_norms_per_layer  # noqa: E402
 

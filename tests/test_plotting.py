@@ -320,7 +320,7 @@ def test_misclassified_gallery_needs_a_mistake():
         plotting.plot_misclassified_digits(np.zeros((2, 4)), [1, 2], [1, 2], image_shape=(2, 2))
 
 
-# -- chapter 6: sweeps, per-epoch curves, gradient norms ---------------------------------------------
+# -- chapter 7: sweeps, per-epoch curves, gradient norms ---------------------------------------------
 
 from course_utils.plotting import plot_gradient_norms, plot_metric_curves, plot_sweep  # noqa: E402
 
