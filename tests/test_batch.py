@@ -158,6 +158,21 @@ def test_nbgrader_feedback_and_export_read_what_the_command_wrote(local):
         assert rows[ASSIGNMENT, student] == sum(scores.values()), student
 
 
+def test_a_sandbox_that_cannot_start_stops_the_batch_with_the_reason(local, tmp_path):
+    from nbgrader_fixtures.course import nbgrader_env
+
+    (tmp_path / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely "
+                                    "because the kernel does not allow non-privileged user namespaces.' >&2\n"
+                                    "exit 1\n")
+    (tmp_path / "bwrap").chmod(0o755)
+    local.course.submit("nobwrap", ASSIGNMENT, sub.read(local.course.release_path(ASSIGNMENT)))
+    result = local.course.run("python -m grading autograde ch01_notation --student nobwrap",
+                              env={"PATH": f"{tmp_path}{os.pathsep}{nbgrader_env()['PATH']}"})
+    assert "the sandbox cannot start on this machine" in result.output and "--Sandbox.enabled=False" in result.output
+    assert result.returncode == 1
+    assert not _graded_path(local.course, "nobwrap").exists() and "nobwrap" not in _grades(local.db_url)
+
+
 # --- a cluster: a real scheduler and workers, and PostgreSQL ---------------------------------------------
 
 
@@ -172,7 +187,7 @@ def cluster(tmp_path_factory):
     from distributed import Client
 
     if bindir() is None:
-        pytest.fail("PostgreSQL is missing: install Debian's postgresql package (initdb and pg_ctl)")
+        pytest.fail("PostgreSQL's server programs (initdb, pg_ctl) are missing: run `make postgres`")
     logs = tmp_path_factory.mktemp("cluster-logs")
     with postgres_server() as db_url:
         course = Course.copy_from_repo(tmp_path_factory.mktemp("cluster-course"))
