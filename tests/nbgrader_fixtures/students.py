@@ -344,7 +344,8 @@ def _floods_output(release, solution):
 
 
 def _snoops(release, solution):
-    return sub.fill(release, {**solution, "net_input": SNOOPS + solution["net_input"]})
+    # Snooping is all it does: whatever it finds must not turn into a single point.
+    return sub.fill(release, {"net_input": SNOOPS})
 
 
 def _scores(**earned: float) -> dict[str, float]:
@@ -390,6 +391,6 @@ HOSTILE = [
     # a memory cgroup kills the kernel (after every test ran); RLIMIT_DATA raises MemoryError instead
     Student("fills_memory", _fills_memory, FULL),
     Student("floods_output", _floods_output, FULL, _flags("output_dropped")),
-    Student("snoops", _snoops, FULL, _flags("static_scan")),
+    Student("snoops", _snoops, _scores(), _flags("static_scan")),
 ]
 STUDENTS = REALISTIC + HOSTILE
