@@ -41,13 +41,14 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # The execution cache keys on each notebook's code only, and Sphinx re-reads only changed pages: when
-# course_utils or the data the notebooks would load (full MNIST or the embedded sample) changes, start
-# from a clean build, so that every notebook runs again and no page describes other data than it says
-# (and nbval's reference is never older than the code it tests).
+# course_utils, the table of contents (a renamed chapter leaves its old executed copy behind) or the
+# data the notebooks would load (full MNIST or the embedded sample) changes, start from a clean build,
+# so that every notebook runs again and no page describes other data than it says (and nbval's
+# reference is never older than the code it tests).
 BUILD_KEY := book/_build/.build-key
 
 book: venv
-	@key="$$(cat course_utils/*.py | sha256sum | cut -c1-16) $$($(RUN) python -c \
+	@key="$$(cat course_utils/*.py book/_toc.yml | sha256sum | cut -c1-16) $$($(RUN) python -c \
 	  'from course_utils.data import data_source_key; print(data_source_key())')" || exit 1; \
 	if [ "$$(cat $(BUILD_KEY) 2>/dev/null)" != "$$key" ]; then \
 	  echo "building the book from scratch for: $$key"; \

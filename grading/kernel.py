@@ -13,6 +13,7 @@ The settings are the `Sandbox` class's, set in ``nbgrader_config.py`` or on the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -71,7 +72,9 @@ def sandboxed_kernel_spec(spec: sandbox.SandboxSpec) -> KernelSpec:
         display_name="Python 3 (grading sandbox)",
         language="python",
         interrupt_mode="message",
-        env={sandbox.SPEC_ENV: spec.to_json()},
+        # the grader's pid travels with the spec: a launcher whose grader died before it even started
+        # (a worker killed between fork and exec) must not take its new parent for the grader
+        env={sandbox.SPEC_ENV: spec.to_json(), sandbox.GRADER_PID_ENV: str(os.getpid())},
         metadata={},
     )
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env = dict(os.environ)
         env.pop(sandbox.SPEC_ENV, None)
+        env.pop(sandbox.GRADER_PID_ENV, None)
         child, groups = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL), sandbox.Cgroups()
 
     def stop(signum, frame):  # jupyter_client's SIGTERM/SIGKILL reach the whole process group
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts travel as messages (interrupt_mode)
     try:
-        status = _wait(child, spec.limits.wall_clock_s, os.getppid())
+        status = _wait(child, spec.limits.wall_clock_s, int(os.environ.get(sandbox.GRADER_PID_ENV, os.getppid())))
     finally:
         if groups.oom_kills():
             print("grading.launcher: the kernel ran out of memory", file=sys.stderr)

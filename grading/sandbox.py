@@ -44,6 +44,8 @@ SANDBOX_UID = 65534
 COURSE_LIB = "/opt/course"
 #: the environment variable that carries the `SandboxSpec` from the kernel manager to the launcher
 SPEC_ENV = "GRADING_SANDBOX_SPEC"
+#: the process that started the launcher: when it is no longer the launcher's parent, the grader is gone
+GRADER_PID_ENV = "GRADING_GRADER_PID"
 #: exit status of the launcher when it stopped a kernel at its wall clock (as timeout(1) does)
 WALL_CLOCK_EXIT = 124
 #: the few files of /etc a Python process needs (dynamic loader cache, time zone, user names, fonts)
