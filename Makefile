@@ -96,8 +96,10 @@ lint-tools: venv
 
 # One pytest run: the unit and browser tests in tests/, and nbval re-executing the notebooks that the
 # book build executed, comparing every output with the build's (the determinism check, CONTRIBUTING.md).
+# One worker process per core, each test file and each notebook whole on one worker (tests/conftest.py).
 test: book browser sandbox postgres lint-tools
-	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900
+	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900 \
+	  --numprocesses=auto --dist=loadfile --no-loadscope-reorder
 
 # Started from the top folder: nbgrader's Validate button reads nbgrader_config.py from the server's
 # working directory. jupyter_server_config.py holds the rest of the set-up (offline, root); the

@@ -69,9 +69,29 @@ def _check_glue(item):
             )
 
 
+# `make test` runs the suite on one pytest-xdist worker per core, each test file (and each notebook)
+# whole on one worker (--dist loadfile, in this order: --no-loadscope-reorder). The files that take
+# longest go first, so that no worker is left with a long file at the end while the other idles.
+SLOWEST_FIRST = [
+    "tests/test_nbgrader_pipeline.py",
+    "book/_build/jupyter_execute/chapters/07_going_further.ipynb",
+    "tests/test_batch.py",
+    "book/_build/jupyter_execute/chapters/06_training.ipynb",
+    "tests/test_book_browser.py",
+    "tests/test_reproducibility.py",
+    "tests/test_lab_validate.py",
+]
+
+
+def _slowness_rank(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+
 def pytest_collection_modifyitems(items):
     # A session-wide hook: it also sees the nbval items outside tests/, which per-item hooks of
     # this conftest would not.
+    items.sort(key=_slowness_rank)  # stable: each file keeps its own order
     for item in items:
         if type(item).__name__ != "IPyNbCell":
             continue

@@ -234,6 +234,17 @@ def test_a_batch_on_a_dask_cluster_lands_in_postgresql(cluster, on_cluster):
     assert not (cluster.course.root / "gradebook.db").exists(), "nothing went to SQLite"
 
 
+def _started(processes) -> dict[int, float]:
+    """pid -> start time of each process still there (a pid reused later is another process)."""
+    started = {}
+    for process in processes:
+        try:
+            started[process.pid] = process.create_time()
+        except psutil.NoSuchProcess:
+            pass
+    return started
+
+
 def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_twice(cluster, on_cluster):
     from grading.batch import Course as BatchCourse
     from grading.batch import grade_batch
@@ -249,7 +260,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_twice(cluste
         if busy:
             victim = next(p for p in cluster.workers if psutil.Process(pids[busy[0]]).ppid() == p.pid)
             killed.update(address=busy[0], tasks=list(client.processing()[busy[0]]),
-                          kernels=[c.pid for c in psutil.Process(victim.pid).children(recursive=True)])
+                          kernels=_started(psutil.Process(victim.pid).children(recursive=True)))
             os.killpg(victim.pid, signal.SIGKILL)
 
     course = BatchCourse.load(cluster.course.root)
@@ -267,7 +278,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_twice(cluste
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in killed["kernels"]):
         time.sleep(0.5)
-    left = [p for p in killed["kernels"] if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    left = {}
+    for pid, started in killed["kernels"].items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE:  # not a reused pid
+                left[pid] = " ".join(process.cmdline())[:200]
+        except psutil.NoSuchProcess:
+            pass
     assert not left, f"processes of the killed worker still run: {left}"
 
 
