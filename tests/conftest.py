@@ -77,6 +77,7 @@ SLOWEST_FIRST = [
     "book/_build/jupyter_execute/chapters/07_going_further.ipynb",
     "tests/test_batch.py",
     "book/_build/jupyter_execute/chapters/06_training.ipynb",
+    "tests/test_book_accessibility.py",
     "tests/test_book_browser.py",
     "tests/test_reproducibility.py",
     "tests/test_lab_validate.py",
@@ -129,6 +130,15 @@ def built_html() -> Path:
     return html
 
 
+@pytest.fixture(scope="module")
+def base_url(built_html):
+    """The built book, served on a free port of 127.0.0.1."""
+    from book_pages import serve
+
+    with serve(built_html) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def executed_notebooks() -> list[Path]:
     """The notebooks as the book build executed them (outputs included)."""
@@ -138,7 +148,7 @@ def executed_notebooks() -> list[Path]:
     return notebooks
 
 
-# --- the browser tests (test_book_browser.py, test_lab_validate.py) -------------------------------
+# --- the browser tests (test_book_browser.py, test_book_accessibility.py, test_lab_validate.py) -------------------------------
 
 
 @pytest.fixture(scope="module")
