@@ -30,7 +30,7 @@ c.OverwriteCells.add_missing_cells = True
 
 
 # Huge outputs. nbgrader's LimitOutput keeps the first 1,000 lines of a cell's printed output, but a
-# single 50 MB line passes that cap: LimitOutputSize (grading/preprocessors.py) also cuts any text
+# single 5 MB line passes that cap: LimitOutputSize (grading/preprocessors.py) also cuts any text
 # output to `max_chars` characters and drops any other output larger than `max_bytes`; it replaces
 # LimitOutput in autograde's list of steps.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402

@@ -142,9 +142,11 @@ def _same_number(a, b) -> bool:
 class SandboxedExecute(Execute):
     """nbgrader's Execute, with kernels in the sandbox and failures contained to the submission."""
 
-    cell_output_budget = Integer(64_000_000, help="Characters of output kept from one cell; the rest is "
-                                                  "dropped as it arrives.").tag(config=True)
-    output_budget = Integer(128_000_000, help="Characters of output kept from one notebook.").tag(config=True)
+    # A course notebook prints far less (a figure is about 100 kB): a flood is dropped before the grader
+    # spends its time (and a cell its time limit) decoding it.
+    cell_output_budget = Integer(8_000_000, help="Characters of output kept from one cell; the rest is "
+                                                 "dropped as it arrives.").tag(config=True)
+    output_budget = Integer(16_000_000, help="Characters of output kept from one notebook.").tag(config=True)
     record_budget = Integer(32_000_000, help="Characters of records (results for the trusted check) kept "
                                              "from one notebook.").tag(config=True)
 
@@ -306,7 +308,7 @@ class CheckResults(NbGraderPreprocessor):
 
 
 class LimitOutputSize(LimitOutput):
-    """nbgrader's LimitOutput (1,000 lines per cell), which a single 50 MB line passes, plus a cap on any
+    """nbgrader's LimitOutput (1,000 lines per cell), which a single 5 MB line passes, plus a cap on any
     text output's characters and on any other output's size (an image, HTML)."""
 
     max_chars = Integer(100_000, help="longest text kept from one output").tag(config=True)

@@ -206,7 +206,7 @@ except MemoryError:
 print("ALLOCATED MB", 64 * len(blocks))
 del blocks
 '''
-FLOODS_OUTPUT = "for _ in range(3):\n    print(('x' * 99 + '\\n') * 300_000)\n"
+FLOODS_OUTPUT = "for _ in range(3):\n    print(('x' * 99 + '\\n') * 30_000)\n"  # 9 MB: over the cell's budget
 
 
 @dataclass(frozen=True)
@@ -268,8 +268,8 @@ def _import_error(release, solution):
 
 
 def _huge_output(release, solution):
-    # 50 MB on one line: more than nbgrader's line limit alone would catch
-    return sub.fill(release, {**solution, "net_input": solution["net_input"] + "\nprint('x' * 50_000_000)\n"})
+    # 5 MB on one line: more than nbgrader's line limit alone would catch, within the cell's output budget
+    return sub.fill(release, {**solution, "net_input": solution["net_input"] + "\nprint('x' * 5_000_000)\n"})
 
 
 def _liar(release, solution):
