@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts travel as messages (interrupt_mode)
     try:
-        status = _wait(child, spec.limits.wall_clock_s, int(os.environ.get(sandbox.GRADER_PID_ENV, os.getppid())))
+        grader = int(os.environ.get(sandbox.GRADER_PID_ENV, os.getppid()))
+        status = _wait(child, spec.limits.wall_clock_s, grader)
     finally:
         if groups.oom_kills():
             print("grading.launcher: the kernel ran out of memory", file=sys.stderr)

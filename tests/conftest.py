@@ -148,7 +148,7 @@ def executed_notebooks() -> list[Path]:
     return notebooks
 
 
-# --- the browser tests (test_book_browser.py, test_book_accessibility.py, test_lab_validate.py) -------------------------------
+# --- the browser tests (test_book_browser.py, test_book_accessibility.py, test_lab_validate.py) ---
 
 
 @pytest.fixture(scope="module")

@@ -234,6 +234,20 @@ def test_a_batch_on_a_dask_cluster_lands_in_postgresql(cluster, on_cluster):
     assert not (cluster.course.root / "gradebook.db").exists(), "nothing went to SQLite"
 
 
+def _still_running(started: dict[int, float]) -> dict[int, str]:
+    """pid -> command line of each of ``started`` (from `_started`) that still runs, zombies and
+    reused pids aside."""
+    running = {}
+    for pid, start_time in started.items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == start_time and process.status() != psutil.STATUS_ZOMBIE:
+                running[pid] = " ".join(process.cmdline())[:200]
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
 def _started(processes) -> dict[int, float]:
     """pid -> start time of each process still there (a pid reused later is another process)."""
     started = {}
@@ -276,16 +290,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_twice(cluste
         assert by_student[student] != killed["address"], student
     # the killed worker's kernels end with it (grading.launcher watches its parent)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in killed["kernels"]):
+    while time.monotonic() < deadline and _still_running(killed["kernels"]):
         time.sleep(0.5)
-    left = {}
-    for pid, started in killed["kernels"].items():
-        try:
-            process = psutil.Process(pid)
-            if process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE:  # not a reused pid
-                left[pid] = " ".join(process.cmdline())[:200]
-        except psutil.NoSuchProcess:
-            pass
+    left = _still_running(killed["kernels"])
     assert not left, f"processes of the killed worker still run: {left}"
 
 
