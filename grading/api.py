@@ -79,17 +79,19 @@ def restore_cells(nb: NotebookNode, source: NotebookNode, report: Report) -> Not
     return nb
 
 
-def grade_submission(submission: bytes | str | NotebookNode, source: Path | NotebookNode, *,
-                     assignment: str = "", student: str = "submission", config=None,
-                     workdir: Path | None = None, reference: dict | None = None) -> GradeResult:
-    """Grade one submitted notebook against its source notebook (solutions and hidden tests).
+@dataclass
+class RunResult:
+    """A submission after its run in the sandbox, before it is judged (`run_submission`)."""
 
-    ``submission`` is the notebook's bytes or JSON text, or a notebook; ``config`` a traitlets Config
-    whose ``Sandbox`` and ``ExecutePreprocessor`` sections apply; ``workdir`` the folder the notebook
-    runs in (its files other than notebooks are visible to it), an empty temporary one by default;
-    ``reference`` the solution's records (`grading.preprocessors.reference_for`), run here if omitted.
-    Raises `grading.sandbox.SandboxUnavailableError` where the sandbox cannot start.
-    """
+    notebook: NotebookNode  # repaired and executed; test cells hold what the student's code printed
+    events: list  # what the sandboxed run caught (kernel died, output dropped, ...), as report flags
+    report: Report
+
+
+def run_submission(submission: bytes | str | NotebookNode, source: Path | NotebookNode, *,
+                   assignment: str = "", student: str = "submission", config=None,
+                   workdir: Path | None = None) -> RunResult:
+    """The first half of `grade_submission`: repair the submission and run it in the sandbox."""
     if isinstance(submission, (bytes, str)):
         text = submission.decode("utf-8") if isinstance(submission, bytes) else submission
         nb = nbformat.reads(text, as_version=4)
@@ -105,13 +107,36 @@ def grade_submission(submission: bytes | str | NotebookNode, source: Path | Note
         report.flag("unsandboxed", "graded with the sandbox switched off")
     nb = restore_cells(nb, source_nb, report)
     executed, resources = preprocessors.run_sandboxed(nb, config, workdir)
-    if reference is None:
-        reference = preprocessors.reference_for(source_nb, config)
-    preprocessors.judge_notebook(executed, reference, report, resources.get("grading", {}).get("events", []))
+    return RunResult(executed, list(resources.get("grading", {}).get("events", [])), report)
+
+
+def judge_run(run: RunResult, reference: dict) -> GradeResult:
+    """The second half of `grade_submission`: judge a run against the solution's records."""
+    preprocessors.judge_notebook(run.notebook, reference, run.report, run.events)
     scores: dict[str, tuple[float | None, float]] = {}
-    for cell in executed.cells:
+    for cell in run.notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("grade"):
             name, points = meta["grade_id"], float(meta.get("points", 0))
-            scores[name] = (report.tests[name]["score"], points) if name in report.tests else (None, points)
-    return GradeResult(executed, scores, report)
+            scores[name] = (run.report.tests[name]["score"], points) if name in run.report.tests else (None, points)
+    return GradeResult(run.notebook, scores, run.report)
+
+
+def grade_submission(submission: bytes | str | NotebookNode, source: Path | NotebookNode, *,
+                     assignment: str = "", student: str = "submission", config=None,
+                     workdir: Path | None = None, reference: dict | None = None) -> GradeResult:
+    """Grade one submitted notebook against its source notebook (solutions and hidden tests).
+
+    ``submission`` is the notebook's bytes or JSON text, or a notebook; ``config`` a traitlets Config
+    whose ``Sandbox`` and ``ExecutePreprocessor`` sections apply; ``workdir`` the folder the notebook
+    runs in (its files other than notebooks are visible to it), an empty temporary one by default;
+    ``reference`` the solution's records (`grading.preprocessors.reference_for`), run here if omitted.
+    Raises `grading.sandbox.SandboxUnavailableError` where the sandbox cannot start. It is
+    `run_submission` then `judge_run`, which a batch runs as separate tasks.
+    """
+    run = run_submission(submission, source, assignment=assignment, student=student, config=config,
+                         workdir=workdir)
+    if reference is None:
+        source_nb = nbformat.read(str(source), as_version=4) if isinstance(source, (str, Path)) else source
+        reference = preprocessors.reference_for(source_nb, config)
+    return judge_run(run, reference)

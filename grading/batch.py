@@ -7,8 +7,8 @@ running cluster given its scheduler's address. Workers are long-lived: each impo
 grades submission after submission in the sandbox (`grading.api.grade_submission`).
 
 - **Tasks carry plain data.** A task takes a submission's notebooks (bytes) and returns the graded
-  notebooks, scores and reports (`grade_task`); the solution's records travel the same way, from one
-  `reference_task` per assignment. Workers need neither the course folder nor the gradebook: the
+  notebooks, scores and reports (`run_task`, then `judge_task`); the solution's records travel the
+  same way, from one `reference_task` per assignment. Workers need neither the course folder nor the gradebook: the
   coordinator alone reads ``submitted/`` and writes the gradebook (through nbgrader's `Gradebook` API,
   as ``autograde`` does), ``autograded/`` and ``reports/``, so formgrader, ``generate_feedback`` and
   ``export`` work as after ``nbgrader autograde``. The database URL never leaves the coordinator.
@@ -161,43 +161,69 @@ def reference_task(sources: dict[str, bytes], settings: dict) -> dict[str, tuple
         raise SandboxFailed(str(error)) from None
 
 
-def grade_task(job: Job, sources: dict[str, bytes], references: dict[str, tuple[str, dict]],
-               settings: dict) -> dict:
-    """Grade one submission in the sandbox; return plain results for the coordinator to write.
+def run_task(job: Job, sources: dict[str, bytes], settings: dict) -> dict:
+    """Run one submission's notebooks in the sandbox: the first half of grading it.
 
-    A pure function of its arguments: the submitted notebooks, the source notebooks, the solution's
-    records, and the `worker_settings`. Records made on other data than this machine's are not used:
-    the solution then runs here, once per process.
+    It needs no reference, so it starts at once, while the solution may still be running elsewhere.
     """
     from nbgrader.utils import setenv
 
     from grading import sandbox
-    from grading.api import grade_submission
+    from grading.api import run_submission
+
+    start = time.perf_counter()
+    config = Config(settings["config"])
+    runs = {}
+    try:
+        for name, data in job.notebooks.items():
+            with setenv(NBGRADER_EXECUTION="autograde"):  # as nbgrader autograde runs notebooks
+                runs[name] = run_submission(data, _source(sources[name]), assignment=job.assignment,
+                                            student=job.student, config=config)
+    except sandbox.SandboxUnavailableError as error:
+        raise SandboxFailed(str(error)) from None
+    return {"runs": runs, "data": data_key(), "worker": _worker_name(), "seconds": time.perf_counter() - start,
+            "memory": _peak_memory()}
+
+
+def judge_task(job: Job, sources: dict[str, bytes], run: dict, references: dict[str, tuple[str, dict]],
+               settings: dict) -> dict:
+    """Judge a `run_task`'s notebooks against the solution's records; return plain results to write.
+
+    A pure function of its arguments: the submission, the source notebooks, its run, the solution's
+    records and the `worker_settings`. Records made on other data than the run's are not used: the
+    solution then runs here, once per process, where this machine has the run's data.
+    """
+    from grading import preprocessors, sandbox
+    from grading.api import judge_run
 
     start = time.perf_counter()
     config = Config(settings["config"])
     steps = [_import(path)(config=config) for path in settings["steps"]]
     graded = {}
-    try:
-        for name, data in job.notebooks.items():
-            source = _source(sources[name])
-            key, reference = references.get(name, (None, None))
-            with setenv(NBGRADER_EXECUTION="autograde"):  # as nbgrader autograde runs notebooks
-                result = grade_submission(data, source, assignment=job.assignment, student=job.student,
-                                          config=config, reference=reference if key == data_key() else None)
-            nb = result.notebook
-            if "kernelspec" in source.metadata:  # nbgrader's OverwriteKernelspec
-                nb.metadata["kernelspec"] = source.metadata["kernelspec"]
-            resources = {"nbgrader": {"assignment": job.assignment, "student": job.student, "notebook": name}}
-            for step in steps:
-                nb, resources = step(nb, resources)
-            result.report.notebook = name
-            graded[name] = {"notebook": nbformat.writes(nb), "scores": result.scores,
-                            "report": dataclasses.asdict(result.report)}
-    except sandbox.SandboxUnavailableError as error:
-        raise SandboxFailed(str(error)) from None
+    for name, notebook_run in run["runs"].items():
+        source = _source(sources[name])
+        key, reference = references.get(name, (None, None))
+        if key != run["data"]:
+            if data_key() != run["data"]:
+                raise BatchError(f"{name}: the solution's records were made on other data ({key}) than the "
+                                 f"submission's run ({run['data']}), and this worker has other data again")
+            try:
+                reference = preprocessors.reference_for(source, config)
+            except sandbox.SandboxUnavailableError as error:
+                raise SandboxFailed(str(error)) from None
+        result = judge_run(notebook_run, reference)
+        nb = result.notebook
+        if "kernelspec" in source.metadata:  # nbgrader's OverwriteKernelspec
+            nb.metadata["kernelspec"] = source.metadata["kernelspec"]
+        resources = {"nbgrader": {"assignment": job.assignment, "student": job.student, "notebook": name}}
+        for step in steps:
+            nb, resources = step(nb, resources)
+        result.report.notebook = name
+        graded[name] = {"notebook": nbformat.writes(nb), "scores": result.scores,
+                        "report": dataclasses.asdict(result.report)}
     return {"assignment": job.assignment, "student": job.student, "notebooks": graded,
-            "worker": _worker_name(), "seconds": time.perf_counter() - start, "memory": _peak_memory()}
+            "worker": run["worker"], "seconds": run["seconds"] + time.perf_counter() - start,
+            "memory": max(run["memory"], _peak_memory())}
 
 
 # --- on the coordinator: what to grade ------------------------------------------------------------------
@@ -507,9 +533,14 @@ def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress
         references = {name: client.submit(reference_task, sources[name], settings, pure=False,
                                           key=f"reference-{name}-{batch}")
                       for name in sorted({job.assignment for job in jobs})}
-        futures = {client.submit(grade_task, job, sources[job.assignment], references[job.assignment], settings,
-                                 pure=False, key=f"grade-{job.assignment}-{job.student}-{batch}"): job
-                   for job in jobs}
+        # Each submission in two tasks: its run needs no reference, so no worker waits for the
+        # solution's run; the judging (a fraction of a second) waits for both, and goes first once ready.
+        runs = [client.submit(run_task, job, sources[job.assignment], settings, pure=False,
+                              key=f"run-{job.assignment}-{job.student}-{batch}") for job in jobs]
+        futures = {client.submit(judge_task, job, sources[job.assignment], run, references[job.assignment],
+                                 settings, pure=False, priority=1,
+                                 key=f"grade-{job.assignment}-{job.student}-{batch}"): job
+                   for job, run in zip(jobs, runs)}
         bar = tqdm(total=len(futures), unit="submission", desc="grading", disable=not progress or None,
                    file=sys.stderr)
         for future in as_completed(futures):
@@ -519,7 +550,7 @@ def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress
                 result = future.result()
             except SandboxFailed as error:
                 stopped = str(error)
-                client.cancel(list(futures))
+                client.cancel([*futures, *runs, *references.values()])
                 break
             except Exception as error:  # noqa: BLE001 (one submission's failure is reported, never fatal)
                 outcomes[job.key] = Outcome(job.assignment, job.student, "failed",
