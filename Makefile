@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 # and tools (alembic) as subprocesses that must come from the same environment.
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 CHROMIUM := /usr/bin/chromium
+# apt waits for another apt (.ci/run installs Debian's packages while the venv is made) to finish.
+APT_GET := apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: help venv book browser sandbox postgres lint-tools test lab bench kit grade clean
 
@@ -31,8 +33,8 @@ venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed (python3.11 or python3 on PATH)" >&2; exit 1; }
 	@# Debian's python3.11 without python3.11-venv cannot create a venv: as root, install it.
-	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && apt-get update \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11-venv \
+	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && $(APT_GET) update \
+	  && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y --no-install-recommends python3.11-venv \
 	  && $(PYTHON) -m venv $(VENV); } \
 	  || { echo "creating $(VENV) failed: install python3.11-venv (Debian) and run make again" >&2; exit 1; }
 	$(VENV)/bin/python -m pip install --upgrade pip
@@ -58,11 +60,14 @@ book: venv
 	$(RUN) jupyter-book build -W -n --keep-going book/
 
 # Debian packages that the tests use: installed with apt when run as root, else named with the command.
+# The package lists are fetched only where the install fails without them: on a fresh machine, once for
+# the first of these packages rather than once for each.
 # $(1) is the package, $(2) the program it provides, $(3) what it is for.
 define debian_package
 	@if [ ! -x $(2) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(1); \
+	    install="env DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y --no-install-recommends $(1)"; \
+	    $$install 2>/dev/null || { $(APT_GET) update && $$install; }; \
 	  else \
 	    echo "$(2) is missing: install Debian's $(1) package (sudo apt-get install $(1)) for $(3)," \
 	         "then run make again." >&2; \

@@ -19,7 +19,7 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader.utils import compute_checksum
 
-from grading import checks, preprocessors, sandbox
+from grading import preprocessors, sandbox
 from grading.kernel import Sandbox
 from grading.report import Report
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -25,6 +24,7 @@ from types import SimpleNamespace
 import nbformat
 import psutil
 import pytest
+from loopback import free_port
 from nbgrader_fixtures import submissions as sub
 from nbgrader_fixtures.course import Course
 from nbgrader_fixtures.guides import BATCH_SECTION, guide_commands
@@ -176,12 +176,6 @@ def test_a_sandbox_that_cannot_start_stops_the_batch_with_the_reason(local, tmp_
 # --- a cluster: a real scheduler and workers, and PostgreSQL ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from distributed import Client
@@ -196,7 +190,7 @@ def cluster(tmp_path_factory):
             config.write(f'\nc.CourseDirectory.db_url = "{db_url}"\n')
         course.run(f"nbgrader generate_assignment {ASSIGNMENT} --force")
         _submit(course, CLUSTER_BATCH)
-        env = {"SCHEDULER": f"tcp://127.0.0.1:{_free_port()}"}
+        env = {"SCHEDULER": f"tcp://127.0.0.1:{free_port()}"}
         processes = [course.start('dask scheduler --host "$SCHEDULER"', env, logs / "scheduler.log")]
         processes += [course.start('dask worker "$SCHEDULER" --nthreads 1', env, logs / f"worker{i}.log")
                       for i in range(2)]

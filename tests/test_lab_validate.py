@@ -20,7 +20,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 import nbformat
 import nbgrader
 import pytest
+from loopback import free_port
 from nbgrader_fixtures import submissions as sub
 from nbgrader_fixtures.course import REPO_ROOT, nbgrader_env, notebook_name
 from playwright.sync_api import expect
@@ -76,12 +76,6 @@ class Lab:
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _course_copy(root: Path) -> None:
@@ -155,7 +149,7 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("lab")
     root = home / "course"
     _course_copy(root)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = _server_env(home)
     lab = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, log=home / "jupyter.log")
     command = [

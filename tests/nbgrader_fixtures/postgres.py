@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from loopback import free_port
 
 
 def bindir() -> Path | None:
@@ -23,12 +24,6 @@ def bindir() -> Path | None:
         return Path(shutil.which("initdb")).parent
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     return versions[-1].parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -45,7 +40,7 @@ def postgres_server(database: str = "gradebook") -> Iterator[str]:
         nobody = pwd.getpwnam("nobody")
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         prefix = ["runuser", "-u", "nobody", "--"]
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
 
     def pg(*args: str) -> None:
         subprocess.run([*prefix, *args], check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
