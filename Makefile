@@ -101,28 +101,22 @@ lint-tools: venv
 	$(VENV)/bin/python -m pip install --quiet --only-binary :all: $(LINT_TOOLS)
 
 # The tests in two pytest runs, each on one xdist worker per core, each test file and each notebook
-# whole on one worker, the slowest first (tests/conftest.py). The tests that need no built book start
-# with the book's build (its log: test-artifacts/book.log); the book's own tests (the pages, in
+# whole on one worker, the slowest first (tests/conftest.py). The tests that need no built book run
+# while the book builds (its log: test-artifacts/book.log); then the book's own tests (the pages, in
 # Chromium; the glued claims) and nbval, which re-executes the notebooks that the build executed and
-# compares every output with the build's (the determinism check, CONTRIBUTING.md), start as soon as
-# the book is built, beside the others' last files, so that no core waits for the slowest file. The
-# first run's report goes to test-artifacts/tests.log and is printed when both have ended.
+# compares every output with the build's (the determinism check, CONTRIBUTING.md).
 BOOK_TESTS := tests/test_book.py tests/test_book_results.py tests/test_book_browser.py tests/test_book_accessibility.py
 PYTEST := $(RUN) python -m pytest --timeout=900 --numprocesses=auto --dist=loadfile --no-loadscope-reorder
 
 test: venv browser sandbox postgres lint-tools
 	@mkdir -p test-artifacts
-	@echo "make book and the tests that need no book run in the background" \
-	  "(logs: test-artifacts/book.log, test-artifacts/tests.log); the book's tests start once it is built"
+	@echo "make book runs in the background (log: test-artifacts/book.log) while the tests that need no book run"
 	@$(MAKE) --no-print-directory book > test-artifacts/book.log 2>&1 & book=$$!; \
-	$(PYTEST) tests $(addprefix --ignore=,$(BOOK_TESTS)) > test-artifacts/tests.log 2>&1 & others=$$!; \
-	if wait $$book; then \
-	  $(PYTEST) $(BOOK_TESTS) book/_build/jupyter_execute --nbval; book_tests=$$?; \
-	else \
-	  tail -n 60 test-artifacts/book.log; echo "make book failed: see test-artifacts/book.log" >&2; book_tests=1; \
+	$(PYTEST) tests $(addprefix --ignore=,$(BOOK_TESTS)); others=$$?; \
+	if ! wait $$book; then \
+	  tail -n 60 test-artifacts/book.log; echo "make book failed: see test-artifacts/book.log" >&2; exit 1; \
 	fi; \
-	wait $$others; others=$$?; \
-	echo "=== the tests that need no book (test-artifacts/tests.log)"; cat test-artifacts/tests.log; \
+	$(PYTEST) $(BOOK_TESTS) book/_build/jupyter_execute --nbval; book_tests=$$?; \
 	exit $$(( others || book_tests ))
 
 # Started from the top folder: nbgrader's Validate button reads nbgrader_config.py from the server's
