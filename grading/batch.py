@@ -522,6 +522,10 @@ def grade_batch(course: Course, assignment: str = "*", student: str = "*", *, fo
     return BatchResult(ordered, time.perf_counter() - start, stopped)
 
 
+#: How many more times a run that raised is tried (a submission that cannot be graded fails each time).
+RETRIES = 1
+
+
 def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress, on_write) -> str | None:
     from distributed import as_completed
     from tqdm import tqdm
@@ -530,12 +534,15 @@ def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress
     batch = uuid.uuid4().hex[:8]  # task keys unique to this batch: a shared cluster may run others
     stopped = None
     try:
-        references = {name: client.submit(reference_task, sources[name], settings, pure=False,
+        # A run raises only where the grader itself failed (a student's errors, and a kernel that the
+        # student's code kills, are in the graded notebook): typically a kernel that died at start-up
+        # because its worker was being stopped. Such a task runs once more, on any worker.
+        references = {name: client.submit(reference_task, sources[name], settings, pure=False, retries=RETRIES,
                                           key=f"reference-{name}-{batch}")
                       for name in sorted({job.assignment for job in jobs})}
         # Each submission in two tasks: its run needs no reference, so no worker waits for the
         # solution's run; the judging (a fraction of a second) waits for both, and goes first once ready.
-        runs = [client.submit(run_task, job, sources[job.assignment], settings, pure=False,
+        runs = [client.submit(run_task, job, sources[job.assignment], settings, pure=False, retries=RETRIES,
                               key=f"run-{job.assignment}-{job.student}-{batch}") for job in jobs]
         futures = {client.submit(judge_task, job, sources[job.assignment], run, references[job.assignment],
                                  settings, pure=False, priority=1,
