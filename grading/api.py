@@ -137,6 +137,5 @@ def grade_submission(submission: bytes | str | NotebookNode, source: Path | Note
     run = run_submission(submission, source, assignment=assignment, student=student, config=config,
                          workdir=workdir)
     if reference is None:
-        source_nb = nbformat.read(str(source), as_version=4) if isinstance(source, (str, Path)) else source
-        reference = preprocessors.reference_for(source_nb, config)
+        reference = preprocessors.reference_for(source, config)  # takes the notebook or its path
     return judge_run(run, reference)

@@ -4,14 +4,15 @@ nbgrader's ``autograde`` grades one submission after another and starts nbgrader
 run for every command. Here a coordinator (the command, run in the course folder) hands each submission
 to a worker of a `dask.distributed` cluster: a `LocalCluster` of one process per core by default, or any
 running cluster given its scheduler's address. Workers are long-lived: each imports nbgrader once and
-grades submission after submission in the sandbox (`grading.api.grade_submission`).
+grades submission after submission in the sandbox (`grading.api.run_submission`, then `judge_run`).
 
 - **Tasks carry plain data.** A task takes a submission's notebooks (bytes) and returns the graded
   notebooks, scores and reports (`run_task`, then `judge_task`); the solution's records travel the
-  same way, from one `reference_task` per assignment. Workers need neither the course folder nor the gradebook: the
-  coordinator alone reads ``submitted/`` and writes the gradebook (through nbgrader's `Gradebook` API,
-  as ``autograde`` does), ``autograded/`` and ``reports/``, so formgrader, ``generate_feedback`` and
-  ``export`` work as after ``nbgrader autograde``. The database URL never leaves the coordinator.
+  same way, from one `reference_task` per assignment. Workers need neither the course folder nor the
+  gradebook: the coordinator alone reads ``submitted/`` and writes the gradebook (through nbgrader's
+  `Gradebook` API, as ``autograde`` does), ``autograded/`` and ``reports/``, so formgrader,
+  ``generate_feedback`` and ``export`` work as after ``nbgrader autograde``. The database URL never
+  leaves the coordinator.
 - **Exactly once.** Each result is written once, keyed by (assignment, student): Dask re-runs a task
   whose worker died, and only the first result for a key is written; each write is an update-or-create
   of that key's rows, so a rerun of the command replaces grades and never adds any.
