@@ -110,6 +110,9 @@ def test_next_link_follows_the_toc(page, base_url, toc_pages, toc_page):
         assert next_link.count() == 0, f"{docname} is the last page but has a 'next' link"
         return
     assert next_link.count() == 1, f"{docname}: no 'next' link"
+    # Let the page finish loading first (MathJax asks for its fonts after typesetting): leaving earlier
+    # aborts those requests, which would be recorded as failures of this page.
+    page.wait_for_load_state("networkidle")
     next_link.click()
     page.wait_for_load_state("load")
     assert page.url.split("#")[0].endswith(f"/{toc_pages[index + 1]}.html"), (
