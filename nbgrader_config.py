@@ -22,6 +22,8 @@ c.CourseDirectory.release_directory = "exercises"
 
 # Seconds a single cell may run while validating or autograding. The slowest solution cell takes a
 # few seconds; a submission stuck in an infinite loop is interrupted after this and graded as it is.
+# When autograding, the limit counts the kernel's CPU time (this many seconds on each core), so that a
+# busy machine changes no mark; c.SandboxedExecute.wall_factor (8) times it bounds the wall clock.
 c.ExecutePreprocessor.timeout = 30
 
 # A test cell a student deleted is put back before grading (by default its points would be lost

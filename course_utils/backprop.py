@@ -18,9 +18,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = [
+    "DENSE_ACTIVATIONS",
     "backward",
     "cross_entropy",
     "decayed_learning_rate",
+    "dense_forward",
+    "dense_layers",
     "forward",
     "keras_weights",
     "log_softmax",
@@ -197,3 +200,49 @@ def keras_weights(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def to_keras_weights(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The list ``model.set_weights`` takes for the same network: ``[W1.T, b1, W2.T, b2, ...]``."""
     return [array for W, b in zip(weights, biases, strict=True) for array in (W.T, b)]
+
+
+# The activations a Keras ``Dense`` layer of the course can have, by Keras's name, in NumPy. Private:
+# the exercises ask students to write some of them (chapter 1's sigmoid) themselves.
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": lambda Z: Z,
+    "relu": lambda Z: np.maximum(Z, 0),
+    "tanh": np.tanh,
+    "sigmoid": lambda Z: 0.5 * (1 + np.tanh(Z / 2)),  # the logistic function, without exp's overflow
+    "softmax": softmax,
+}
+#: The activations :func:`dense_forward` computes, by Keras's name.
+DENSE_ACTIVATIONS = tuple(_ACTIVATIONS)
+#: Layers that compute nothing at inference (``model.predict``): dropout, the input, random shifts.
+_IDENTITY_AT_INFERENCE = ("InputLayer", "Dropout", "RandomShift")
+
+
+def dense_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """A Keras stack of ``Dense`` layers as plain data: ``(kernel, bias, activation name)`` per layer.
+
+    Keras's layout: ``kernel`` has one row per input and one column per unit (the course's ``W.T``).
+    Layers that do nothing at inference are left out; any other layer raises ``ValueError``, since
+    :func:`dense_forward` could not compute it.
+    """
+    layers = []
+    for layer in model.layers:
+        name = type(layer).__name__
+        if name in _IDENTITY_AT_INFERENCE:
+            continue
+        if name != "Dense":
+            raise ValueError(f"layer {layer.name!r} is a {name}, not a Dense layer")
+        kernel, bias = layer.get_weights()
+        layers.append((kernel, bias, layer.activation.__name__))
+    return layers
+
+
+def dense_forward(X: np.ndarray, layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> np.ndarray:
+    """What a stack of ``Dense`` layers (:func:`dense_layers`) computes for the rows of ``X``.
+
+    Each layer is ``activation(A @ kernel + bias)``; in float32 arrays this is ``model.predict`` up to
+    float32 rounding (the order of the sums differs).
+    """
+    A = X
+    for kernel, bias, activation in layers:
+        A = _ACTIVATIONS[activation](A @ kernel + bias)
+    return A

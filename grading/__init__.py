@@ -10,7 +10,8 @@ Nothing here is for students, and the notebooks never import it. nbgrader stays 
 | `launcher` | ``python -m grading.launcher``: the kernel command that starts ipykernel inside the sandbox |
 | `kernel` | `SandboxedKernelManager`: a jupyter_client kernel manager that uses the launcher over IPC |
 | `checks` | the trusted step: compares what test cells recorded with the solution's records |
-| `scan` | a static scan of answer cells for the report (flags, never marks) |
+| `measure` | what the trusted step computes itself: a recorded model run on the judge's own data |
+| `scan` | a static scan of answer cells for the report (flags, never marks), course helpers included |
 | `report` | the per-submission report of what was caught |
 | `preprocessors` | the nbgrader preprocessors that put the above into ``autograde`` and ``generate_feedback`` |
 | `api` | `grade_submission`: one submission in, graded notebook, scores and report out |

@@ -6,7 +6,9 @@ and, by the solution record's rule, the same value. The solution's records (the 
 running the source notebook in the same sandbox. Everything a submission publishes is untrusted: it is
 parsed as tagged JSON, checked for shape and size, and compared here, so nothing the submission's code
 does inside its kernel (objects equal to anything, a patched NumPy, tests that never ran) can make a
-wrong answer match. Tolerances, rules and messages are read from the reference only.
+wrong answer match. Tolerances, rules and messages are read from the reference only. A number that comes
+from running the student's model is measured here too (`grading.measure`), from the model's recorded
+weights, never taken from the kernel.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from course_utils.records import RECORD_MIME
+from grading import measure
 
 #: The most numbers one record may hold; more is not a record of these exercises.
 MAX_ELEMENTS = 2_000_000
@@ -58,6 +61,7 @@ class Verdict:
     wrong: list[str] = field(default_factory=list)
     unexpected: int = 0  # records the solution did not make
     invalid: int = 0  # outputs of the record type that were not valid records
+    measured: list[str] = field(default_factory=list)  # claims the judge's own measurement contradicts
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -255,21 +259,49 @@ def _keyed(records: list[Record]) -> dict[tuple[str, int], Record]:
     return keyed
 
 
-RULES = ("equal", "accuracy", "data")
+RULES = ("equal", "data", "model_accuracy", "model_outputs")
 
 
-def _accuracy_matches(got: Record, expected: Record, mine: dict, reference: dict) -> bool:
-    """Rule "accuracy": the value is the fraction of the submission's recorded predictions that equal the
-    solution's recorded labels, and at least ``min``."""
-    predictions = mine.get((expected.params.get("predictions"), 0))
-    labels = reference.get((expected.params.get("labels"), 0))
-    if predictions is None or labels is None or _kind(got.value) not in ("float", "int"):
+def _model_pair(got: Record | None, expected: Record | None):
+    """The submission's and the solution's recorded models, read and of the same architecture, or None."""
+    if got is None or expected is None:
+        return None
+    try:
+        mine, theirs = measure.read_model(got.value), measure.read_model(expected.value)
+    except measure.UnreadableModel:
+        return None
+    return (mine, theirs) if measure.architecture(mine) == measure.architecture(theirs) else None
+
+
+def _model_accuracy(got: Record, expected: Record, mine: dict, reference: dict) -> tuple[bool, str | None]:
+    """Rule "model_accuracy": the value is the accuracy of the recorded model ``params["model"]`` on the
+    judge's own copy of the data set ``params["images"]``, within ``slack``, and at least ``min``.
+
+    The judge runs the model (`grading.measure`); the kernel's predictions are never used. Returns the
+    verdict and, where the claim and the measurement differ, what the judge measured.
+    """
+    name = expected.params.get("model")
+    models = _model_pair(mine.get((name, 0)), reference.get((name, 0)))
+    if models is None or _kind(got.value) not in ("float", "int"):
+        return False, None
+    X, labels = measure.dataset(expected.params)
+    predictions = np.argmax(measure.outputs(models[0], X), axis=1)
+    accuracy = float(np.mean(predictions == labels))
+    claimed = float(got.value)
+    agrees = abs(claimed - accuracy) <= float(expected.params.get("slack", 0.0))
+    note = None if agrees else f"{expected.name}: {claimed:.4g} claimed, the recorded model scores {accuracy:.4g}"
+    return agrees and accuracy >= float(expected.params.get("min", 0.0)), note
+
+
+def _model_outputs_match(got: Record, expected: Record) -> bool:
+    """Rule "model_outputs": the recorded model computes the solution's model's outputs on ``n`` rows of
+    inputs that only the judge draws (seed ``params["seed"]``), within the tolerances."""
+    models = _model_pair(got, expected)
+    if models is None:
         return False
-    p, y = predictions.value, labels.value
-    if not (isinstance(p, np.ndarray) and isinstance(y, np.ndarray) and p.shape == y.shape and p.dtype.kind in "iu"):
-        return False
-    accuracy = float(np.mean(p == y)) if y.size else 0.0
-    return abs(float(got.value) - accuracy) <= 1e-9 and accuracy >= float(expected.params.get("min", 0.0))
+    X = measure.random_inputs(int(expected.params["seed"]), int(expected.params["n"]), models[1][0][0].shape[0])
+    return bool(np.allclose(measure.outputs(models[0], X), measure.outputs(models[1], X),
+                            rtol=expected.rtol, atol=expected.atol))
 
 
 def judge(cell, expected: list[Record], title: str | None = None) -> Verdict:
@@ -277,7 +309,7 @@ def judge(cell, expected: list[Record], title: str | None = None) -> Verdict:
     gid = grade_id(cell) or "?"
     got, invalid = read_records(cell)
     mine, reference = _keyed(got), _keyed(expected)
-    missing, wrong, messages = [], [], []
+    missing, wrong, messages, measured = [], [], [], []
     for key, ref in reference.items():
         rec = mine.get(key)
         if rec is None:
@@ -285,8 +317,12 @@ def judge(cell, expected: list[Record], title: str | None = None) -> Verdict:
             continue
         if ref.rule == "data":  # recorded for another record's rule, not judged itself
             continue
-        if ref.rule == "accuracy":
-            ok = _accuracy_matches(rec, ref, mine, reference)
+        if ref.rule == "model_accuracy":
+            ok, note = _model_accuracy(rec, ref, mine, reference)
+            if note:
+                measured.append(note)
+        elif ref.rule == "model_outputs":
+            ok = _model_outputs_match(rec, ref)
         else:
             ok = ref.rule == "equal" and values_match(rec.value, ref.value, ref.rtol, ref.atol)
         if not ok:
@@ -300,7 +336,7 @@ def judge(cell, expected: list[Record], title: str | None = None) -> Verdict:
     reasons += list(dict.fromkeys(messages))  # each message once, in order
     return Verdict(grade_id=gid, title=title or gid, passed=not error and not missing and not wrong,
                    reasons=reasons, error=error, missing=missing, wrong=wrong,
-                   unexpected=len(set(mine) - set(reference)), invalid=invalid)
+                   unexpected=len(set(mine) - set(reference)), invalid=invalid, measured=measured)
 
 
 def feedback_outputs(verdict: Verdict, points: float) -> list[dict]:

@@ -20,18 +20,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import hashlib
+import os
 import tempfile
 import uuid
 from pathlib import Path
 
 import nbformat
-from jupyter_core.utils import run_sync
+import psutil
+from jupyter_core.utils import ensure_async, run_sync
 from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import ClearHiddenTests, Execute, LimitOutput, NbGraderPreprocessor
 from nbformat.notebooknode import NotebookNode
-from traitlets import Integer
+from traitlets import Float, Integer
 
 from grading import checks, sandbox, scan
 from grading.kernel import UNSANDBOXED_WARNING, Sandbox, SandboxedKernelManager
@@ -150,21 +154,83 @@ class SandboxedExecute(Execute):
     record_budget = Integer(32_000_000, help="Characters of records (results for the trusted check) kept "
                                              "from one notebook.").tag(config=True)
 
+    # What stops a cell is the CPU time its kernel uses, which a busy machine does not change: `timeout`
+    # seconds on each core (a loop on one core runs cores x timeout seconds). The wall-clock limit, for a
+    # kernel that sleeps or waits, is wall_factor x timeout: room for a machine several times slower.
+    wall_factor = Float(8.0, help="A cell's wall-clock limit, in multiples of `timeout` (its CPU-time "
+                                  "limit per core).").tag(config=True)
+    interrupt_grace = Float(5.0, help="Seconds a cell stopped for its CPU time has to honour the interrupt "
+                                      "before its kernel is shut down.").tag(config=True)
+    startup_timeout = Integer(180, help="Seconds a sandboxed kernel may take to start on a busy machine."
+                              ).tag(config=True)
+    start_attempts = Integer(3, help="Kernels started for one notebook when a start fails before any cell "
+                                     "ran (the grader's failure, not the submission's).").tag(config=True)
+
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         kwargs.setdefault("store_widget_state", False)
         super().__init__(**kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
-        self._stopped: str | None = None
-        self._budget = {"notebook": self.output_budget, "records": self.record_budget}
-        self._current = -1
-        self._dropped: set[int] = set()
-        self.events: list[tuple[str, str]] = []  # (flag, detail) for the report
-        nb, resources = super().preprocess(nb, resources, km)
+        original = copy.deepcopy(nb)
+        for attempt in range(1, max(1, self.start_attempts) + 1):
+            self._stopped: str | None = None
+            self._cpu_stopped: int | None = None
+            self._budget = {"notebook": self.output_budget, "records": self.record_budget}
+            self._current = -1
+            self._dropped: set[int] = set()
+            self.events: list[tuple[str, str]] = []  # (flag, detail) for the report
+            try:
+                nb, resources = super().preprocess(nb, resources, km)
+                break
+            except Exception as error:  # noqa: BLE001 (retried only if no cell ran: a failed start)
+                if self._current >= 0 or attempt >= self.start_attempts or km is not None:
+                    raise
+                self.log.warning("The kernel did not start (%s: %s); starting another (try %d of %d)",
+                                 type(error).__name__, error, attempt + 1, self.start_attempts)
+                nb = copy.deepcopy(original)
         if resources is not None:
             resources.setdefault("grading", {})["events"] = self.events
         return nb, resources
+
+    def _get_timeout(self, cell):
+        timeout = super()._get_timeout(cell)
+        return None if timeout is None else timeout * self.wall_factor
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        watcher = None
+        if cell.cell_type == "code" and cell.source.strip() and self.timeout and self.timeout > 0:
+            watcher = asyncio.ensure_future(self._stop_at_cpu_limit(cell_index))
+        try:
+            cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if self._cpu_stopped == cell_index:  # the interrupt's KeyboardInterrupt, shown as what it was
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+            cell.outputs.append(_error("CellTimeoutError", self._cpu_limit_text()))
+        return cell
+
+    execute_cell = run_sync(async_execute_cell)
+
+    def _cpu_limit_text(self) -> str:
+        return f"stopped after {self.timeout * _cores():g} seconds of CPU time ({self.timeout:g} per core)"
+
+    async def _stop_at_cpu_limit(self, cell_index: int) -> None:
+        """Interrupt the cell once its kernel has used its CPU time; shut a kernel down that ignores it."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is None:
+            return
+        start, budget = _tree_cpu_seconds(process.pid), self.timeout * _cores()
+        while _tree_cpu_seconds(process.pid) - start < budget:
+            await asyncio.sleep(0.2)
+        self._cpu_stopped = cell_index
+        self.events.append(("cell_timeout", f"cell {cell_index + 1}: {self._cpu_limit_text()}"))
+        self.log.warning("Interrupting cell %d: %s", cell_index + 1, self._cpu_limit_text())
+        await ensure_async(self.km.interrupt_kernel())
+        await asyncio.sleep(self.interrupt_grace)
+        self.log.warning("Cell %d ignored the interrupt: shutting its kernel down", cell_index + 1)
+        await ensure_async(self.km.shutdown_kernel(now=True))
 
     def preprocess_cell(self, cell, resources, index):
         self._current = index
@@ -183,6 +249,8 @@ class SandboxedExecute(Execute):
         status = self.km.exit_status() if isinstance(self.km, SandboxedKernelManager) else None
         if status == sandbox.WALL_CLOCK_EXIT:
             flag, text = "wall_clock", "the notebook ran longer than its time limit"
+        elif self._cpu_stopped == self._current:
+            flag, text = "cell_timeout", f"{self._cpu_limit_text()} and ignored the interrupt"
         elif type(error).__name__ == "DeadKernelError":
             flag, text = "kernel_died", f"the kernel died (exit status {status})"
         else:
@@ -232,6 +300,28 @@ class SandboxedExecute(Execute):
         return None  # no widgets, no output hooks that route outputs elsewhere
 
 
+def _cores() -> int:
+    """The cores this grader (and so the kernels it starts) may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used by a process and everything below it, ended children included."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 # --- the trusted check ---------------------------------------------------------------------------------
 
 _references: dict[str, dict] = {}
@@ -253,9 +343,17 @@ def reference_for(source, config=None) -> dict[str, list[checks.Record]]:
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else nbformat.writes(source).encode()
     key = hashlib.sha256(data).hexdigest()
     if key not in _references:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-        executed, _ = run_sandboxed(nb, config)
-        _references[key] = checks.reference_records(executed)
+        for attempt in (1, 2):
+            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+            executed, resources = run_sandboxed(nb, config)
+            stopped = [detail for flag, detail in resources.get("grading", {}).get("events", [])
+                       if flag in ("cell_timeout", "kernel_died", "wall_clock")]
+            try:
+                _references[key] = checks.reference_records(executed)
+                break
+            except checks.ReferenceError as error:
+                if not stopped or attempt == 2:  # a solution that fails its tests fails every time
+                    raise checks.ReferenceError(f"{error}{'; ' if stopped else ''}{'; '.join(stopped)}") from None
     return _references[key]
 
 
@@ -275,6 +373,8 @@ def judge_notebook(nb, reference: dict, report: Report, events=()) -> None:
                 report.flag("records_missing", f"{name}: {len(verdict.missing)} hidden checks did not record")
             if not verdict.error and verdict.wrong and not verdict.missing:
                 report.flag("wrong_without_error", name)
+            for note in verdict.measured:
+                report.flag("measured_differs", note)
             if verdict.unexpected or verdict.invalid:
                 report.flag("records_forged", f"{name}: {verdict.unexpected + verdict.invalid} records the tests do not make")
             cell.outputs = [NotebookNode(o) for o in checks.feedback_outputs(verdict, points)]
@@ -287,6 +387,8 @@ def judge_notebook(nb, reference: dict, report: Report, events=()) -> None:
     report.scan = scan.scan_notebook(nb)
     if report.scan:
         report.flag("static_scan", "; ".join(f"{k}: {', '.join(v)}" for k, v in report.scan.items()))
+    for name, uses in scan.scan_course_helpers(nb).items():
+        report.flag("course_helper", f"{name}: {', '.join(uses)}")
 
 
 class CheckResults(NbGraderPreprocessor):

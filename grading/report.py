@@ -12,10 +12,12 @@ while nbgrader autogrades, plus one line per flagged submission in the log. Flag
 | ``metadata_changed`` | a cell's nbgrader metadata (points, type, lock, role, id) was edited |
 | ``records_missing`` | a test cell raised nothing yet some hidden test did not record: tests did not run as written |
 | ``records_forged`` | record outputs outside test cells, invalid ones, or more than the tests make |
+| ``measured_differs`` | a number the submission reports about its model differs from what the grader measures running that model |
 | ``wrong_without_error`` | a test cell raised nothing but its results were wrong: fooled or hard-coded checks |
 | ``kernel_died`` / ``wall_clock`` / ``cell_timeout`` | the kernel died, ran out of time, or a cell was stopped |
 | ``output_dropped`` | the submission printed more than the grader keeps |
-| ``static_scan`` | answer cells use constructs the exercises never need (see ``scan``) |
+| ``static_scan`` | answer cells use constructs the exercises never need, or rebind what other cells share (see ``scan``) |
+| ``course_helper`` | an answer cell imports or calls a helper of ``course_utils``: the answer is not the student's own |
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from pathlib import Path
 
 FLAGS = (
     "unsandboxed", "test_cells_edited", "test_cells_deleted", "cells_duplicated", "metadata_changed",
-    "records_missing", "records_forged", "wrong_without_error", "kernel_died", "wall_clock",
-    "cell_timeout", "output_dropped", "static_scan",
+    "records_missing", "records_forged", "measured_differs", "wrong_without_error", "kernel_died", "wall_clock",
+    "cell_timeout", "output_dropped", "static_scan", "course_helper",
 )
 
 

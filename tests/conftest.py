@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -76,6 +78,7 @@ SLOWEST_FIRST = [
     "tests/test_nbgrader_pipeline.py",
     "book/_build/jupyter_execute/chapters/07_going_further.ipynb",
     "tests/test_batch.py",
+    "tests/test_own_work.py",
     "book/_build/jupyter_execute/chapters/06_training.ipynb",
     "tests/test_book_accessibility.py",
     "tests/test_book_browser.py",
@@ -171,3 +174,25 @@ def screenshots() -> Path:
     folder = REPO_ROOT / "test-artifacts" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+# --- grading on a busy machine (test_nbgrader_pipeline.py, test_batch.py) ---
+
+
+# Spins only while it holds the lock: with the grading modules on two pytest workers at once, one core
+# is busy, not two (the second hog sleeps on the lock until the first is stopped).
+CPU_HOG = ("import fcntl, sys\nlock = open(sys.argv[1], 'w')\nfcntl.flock(lock, fcntl.LOCK_EX)\n"
+           "while True:\n    pass\n")
+
+
+@pytest.fixture(scope="module")
+def one_core_busy(tmp_path_factory):
+    """Another process keeps one core busy while a module grades: the marks must not change."""
+    lock = tmp_path_factory.getbasetemp().parent / "one-core-busy.lock"  # shared by the pytest workers
+    # in a session of its own, as the kernels are: Linux shares the cores between sessions first
+    hog = subprocess.Popen([sys.executable, "-c", CPU_HOG, str(lock)], start_new_session=True)
+    try:
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()

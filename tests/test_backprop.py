@@ -103,6 +103,29 @@ def test_forward_computes_what_the_keras_model_predicts():
     np.testing.assert_allclose(backprop.forward(X, weights, biases)[-1], model.predict(X, verbose=0), atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "linear"])
+def test_dense_forward_computes_what_keras_predicts_for_every_activation(activation):
+    # The grader runs students' recorded models with it (grading/measure.py): it must be Keras's function.
+    model = build_tutorial_mlp(12, 6, 4, hidden_activation=activation, seed=0)
+    model.layers[-1].activation = keras.activations.get("softmax")
+    rng = np.random.default_rng(6)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    layers = backprop.dense_layers(model)
+    assert [a for _, _, a in layers] == [activation, activation, "softmax"]
+    X = rng.normal(size=(9, 12)).astype("float32")
+    np.testing.assert_allclose(backprop.dense_forward(X, layers), model.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
+    wrong = [(kernel, bias, "tanh" if a != "tanh" else "relu") for kernel, bias, a in layers[:-1]] + layers[-1:]
+    assert not np.allclose(backprop.dense_forward(X, wrong), model.predict(X, verbose=0), atol=1e-3)
+
+
+def test_dense_layers_refuses_a_layer_it_cannot_compute():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.3), keras.layers.Dense(2),
+                              keras.layers.Reshape((2, 1))])
+    with pytest.raises(ValueError, match="is a Reshape, not a Dense layer"):
+        backprop.dense_layers(model)
+    assert len(backprop.dense_layers(keras.Sequential(model.layers[:2]))) == 1, "dropout computes nothing"
+
+
 def test_keras_weights_are_the_transposed_kernels_and_round_trip():
     model = build_tutorial_mlp(12, 6, 4, seed=0)
     weights, biases = backprop.keras_weights(model)

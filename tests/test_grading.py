@@ -6,8 +6,10 @@ tests/test_nbgrader_pipeline.py; these are the pieces, with a few sandboxed kern
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,19 +87,48 @@ def test_missing_invalid_and_erroring_records_fail():
     assert odd.reasons == ["the test raised an exception"], "a made-up exception name is not shown"
 
 
-def test_accuracy_rule_checks_the_value_against_recorded_predictions_and_trusted_labels():
+def _model(kernel_scale: float, activation: str = "softmax", n_features: int = 784):
+    rng = np.random.default_rng(7)
+    return [[rng.normal(scale=kernel_scale, size=(n_features, 10)).astype("float32"), np.zeros(10, "float32"),
+             activation]]
+
+
+def test_model_accuracy_is_measured_by_the_judge_never_taken_from_the_kernel():
+    from grading import measure
+
+    X, labels = measure.dataset({"images": "mnist_test_centred", "n_train": 200, "n_test": 100})
+    params = {"model": "model", "images": "mnist_test_centred", "n_train": 200, "n_test": 100, "min": 0.0,
+              "slack": 0.002}
     reference, _ = checks.read_records(_record_cell(
-        _payload("labels", np.array([1, 2, 3, 4])), _payload("predictions", np.array([1, 2, 3, 4]), rule="data"),
-        _payload("acc", 1.0, rule="accuracy", params={"predictions": "predictions", "labels": "labels",
-                                                      "min": 0.5})))
+        _payload("model", _model(0.1), rule="data"), _payload("acc", 0.5, rule="model_accuracy", params=params)))
+    model = _model(0.1)
+    honest = float(np.mean(np.argmax(X @ model[0][0], axis=1) == labels))
 
-    def student(predictions, accuracy):
-        return _record_cell(_payload("labels", np.array([1, 2, 3, 4])), _payload("predictions", np.array(predictions)),
-                            _payload("acc", accuracy))
+    def student(layers, accuracy):
+        return _record_cell(_payload("model", layers), _payload("acc", accuracy))
 
-    assert checks.judge(student([1, 2, 0, 4], 0.75), reference).passed, "another model's honest accuracy"
-    assert not checks.judge(student([1, 2, 0, 4], 1.0), reference).passed, "a claimed accuracy"
-    assert not checks.judge(student([0, 0, 0, 4], 0.25), reference).passed, "below the minimum"
+    assert checks.judge(student(model, honest), reference).passed, "a model's honest accuracy"
+    zeroed = _model(0.0)  # every output equal: every prediction is class 0
+    forged = checks.judge(student(zeroed, 1.0), reference)
+    assert not forged.passed and forged.measured == [
+        f"acc: 1 claimed, the recorded model scores {np.mean(labels == 0):.4g}"]
+    assert not checks.judge(student(_model(0.1, "relu"), honest), reference).passed, "another network"
+    assert not checks.judge(student(_model(0.1, n_features=5), honest), reference).passed, "wrong shapes"
+    assert not checks.judge(student([[np.zeros((784, 10)), np.zeros(10), "exec"]], 0.1), reference).passed
+    assert not checks.judge(student("a model", honest), reference).passed
+    strict = {**params, "min": 1.01}
+    reference_strict, _ = checks.read_records(_record_cell(
+        _payload("model", model, rule="data"), _payload("acc", 0.5, rule="model_accuracy", params=strict)))
+    assert not checks.judge(student(model, honest), reference_strict).passed, "below the minimum"
+
+
+def test_model_outputs_are_computed_by_the_judge_on_inputs_of_its_own():
+    params = {"seed": 3, "n": 4}
+    reference, _ = checks.read_records(_record_cell(_payload("m", _model(0.1, n_features=6), rule="model_outputs",
+                                                             params=params, rtol=1e-4, atol=1e-6)))
+    assert checks.judge(_record_cell(_payload("m", _model(0.1, n_features=6))), reference).passed
+    assert not checks.judge(_record_cell(_payload("m", _model(0.2, n_features=6))), reference).passed
+    assert not checks.judge(_record_cell(_payload("m", _model(0.1, "sigmoid", 6))), reference).passed
 
 
 def test_failed_verdicts_show_names_and_messages_never_student_text():
@@ -122,6 +153,13 @@ def test_scan_flags_what_the_exercises_never_need():
                              "class A:\n    def __eq__(self, o):\n        return True\n")
     assert found == ["defines __eq__", "rebinds np.allclose", "uses .events", "uses get_ipython"]
     assert scan.scan_source("model.compile(optimizer='sgd')\nopen('x')\n") == []
+    # rebinding what every later cell shares, through an alias, an imported class or type()
+    assert scan.scan_source("import keras as k\nk.Model.predict = lambda self, X: X\n") == [
+        "rebinds k.Model.predict"]
+    assert scan.scan_source("from keras import Model\nModel.predict, x = None, 1\nsetattr(Model, 'fit', 0)\n"
+                            "type(model).evaluate = None\n") == [
+        "rebinds Model.predict", "rebinds type(model).evaluate", "uses setattr"]
+    assert scan.scan_source("model.stop_training = True\nhistory.history['loss'] = []\n") == []
 
 
 # --- the sandbox command and the preflight ---------------------------------------------------------------
@@ -217,6 +255,48 @@ def test_the_wall_clock_stops_a_notebook_that_runs_too_long(tmp_path):
     assert executed.cells[1].outputs[0].ename == "NotRun"
 
 
+# One CPU-second of work, and how long the machine took to give it.
+CPU_SECOND = ("import time\nwall, cpu = time.monotonic(), time.process_time()\n"
+              "while time.process_time() - cpu < 1.0:\n    pass\nprint('slowed', time.monotonic() - wall > 2)")
+
+
+@contextlib.contextmanager
+def _sharing_one_core_with(hogs: int):
+    """This process (and the kernels it starts) on one core, with ``hogs`` busy processes on it too."""
+    threads = [int(tid) for tid in os.listdir("/proc/self/task")]  # affinity is per thread
+    before = os.sched_getaffinity(0)
+    for tid in threads:
+        os.sched_setaffinity(tid, {min(before)})
+    # each in a session of its own, as the kernel is: Linux shares a core between sessions first
+    processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+                 for _ in range(hogs)]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(tid), before)
+
+
+@pytest.mark.timeout(300)
+def test_a_busy_machine_changes_no_outcome_and_a_reached_limit_is_flagged(tmp_path):
+    # Three busy processes share the kernel's core: it gets about a quarter of it, so one CPU-second of
+    # work takes about 4 s. A 2 s limit on the wall clock would stop that cell; the limit counts CPU
+    # time (2 s per core, here 1 core), so only the endless loop is stopped, and flagged.
+    config = Config({"ExecutePreprocessor": {"timeout": 2}})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CPU_SECOND),
+                                         nbformat.v4.new_code_cell("while True:\n    pass"),
+                                         nbformat.v4.new_code_cell("print('next')")])
+    with _sharing_one_core_with(hogs=3):
+        executed, resources = run_sandboxed(nb, config=config, workdir=tmp_path)
+    outputs = [[o.get("text") or o.get("ename") for o in cell.outputs] for cell in executed.cells]
+    assert outputs == [["slowed True\n"], ["CellTimeoutError"], ["next\n"]]
+    assert resources["grading"]["events"] == [
+        ("cell_timeout", "cell 2: stopped after 2 seconds of CPU time (2 per core)")]
+
+
 @pytest.mark.timeout(600)
 def test_grade_submission_grades_one_notebook_without_a_gradebook(tmp_path):
     source = sub.read(CH01)
@@ -225,7 +305,8 @@ def test_grade_submission_grades_one_notebook_without_a_gradebook(tmp_path):
     answers["n_parameters"] = "def n_parameters(layer_sizes):\n    return 42310\n"
     submission = nbformat.writes(sub.fill(release_like, answers)).encode()
     result = grade_submission(submission, CH01, assignment="ch01_notation", student="s")
-    assert result.scores == {"test_net_input": (2.0, 2.0), "test_softmax": (2.0, 2.0), "test_forward": (3.0, 3.0),
+    assert result.scores == {"test_net_input": (2.0, 2.0), "test_sigmoid": (2.0, 2.0),
+                             "test_forward_folded": (3.0, 3.0),
                              "test_n_parameters": (0.0, 2.0)}
     assert result.total == 7 and set(result.report.flags) == {"wrong_without_error"}
     assert json.dumps(result.report.tests["test_n_parameters"]["reasons"]) == \

@@ -64,3 +64,31 @@ def test_instructor_guide_states_the_sandbox_limits():
     assert f"memory ({limits.memory_bytes // GiB} GiB)" in text
     assert f"processes and threads ({limits.processes})" in text
     assert f"{limits.wall_clock_s / 60:g} minutes for the whole notebook" in text
+
+
+def _chapters(predicate) -> list[str]:
+    """The chapter numbers of the exercises (solutions/chNN_*) whose source notebook satisfies ``predicate``."""
+    return [path.parent.name[2:4].lstrip("0") for path in sorted((REPO_ROOT / "solutions").glob("ch*/*.ipynb"))
+            if predicate(nbformat.read(path, as_version=4))]
+
+
+def _listed(numbers: list[str]) -> str:
+    return " and ".join([", ".join(numbers[:-1]), numbers[-1]]) if len(numbers) > 1 else numbers[0]
+
+
+def test_instructor_guide_names_the_exercises_with_written_answers():
+    written = _chapters(lambda nb: any(c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")
+                                       for c in nb.cells))
+    assert f"Chapters {_listed(written)} also have a written answer graded by hand" in _guide("instructor_guide.md")
+
+
+def test_student_guide_names_the_exercises_that_read_mnist():
+    reads = _chapters(lambda nb: any("load_dataset" in c.source or "find_mnist" in c.source or "mnist_file" in c.source
+                                     for c in nb.cells if c.cell_type == "code"))
+    assert f"Chapters {_listed(reads)} read MNIST" in _guide("student_guide.md")
+
+
+def test_instructor_guide_states_the_wall_clock_factor():
+    from grading.preprocessors import SandboxedExecute
+
+    assert f"stopped after {SandboxedExecute().wall_factor:g} times the limit" in _guide("instructor_guide.md")

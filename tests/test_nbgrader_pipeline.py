@@ -36,7 +36,8 @@ from grading import kit as kit_module
 from grading.kernel import UNSANDBOXED_WARNING
 
 # The pipeline needs minutes; this replaces the suite's per-test limit for these tests only.
-pytestmark = [pytest.mark.timeout(2400)]
+# Graded with one core kept busy by another process (conftest.py): a busy machine changes no mark.
+pytestmark = [pytest.mark.timeout(2400), pytest.mark.usefixtures("one_core_busy")]
 
 GUIDES = REPO_ROOT / "book" / "guides"
 SOLUTION, BLANK = "full", "blank"  # the two students who submit every assignment
@@ -224,7 +225,7 @@ def test_deleted_tests_are_put_back(course, graded):
     graded_nb = sub.read(course.root / "autograded" / "deletes_tests" / BATCH_ASSIGNMENT
                          / f"{BATCH_ASSIGNMENT}.ipynb")
     ids = [sub.grade_id(c) for c in graded_nb.cells]
-    assert ids.index("test_softmax") == ids.index("softmax") + 1
+    assert ids.index("test_sigmoid") == ids.index("sigmoid") + 1
     assert ids.index("test_n_parameters") == ids.index("n_parameters") + 1
 
 

@@ -22,25 +22,30 @@ import nbformat
 from nbgrader_fixtures import submissions as sub
 
 ASSIGNMENT = "ch01_notation"
-POINTS = {"test_net_input": 2, "test_softmax": 2, "test_forward": 3, "test_n_parameters": 2}
+POINTS = {"test_net_input": 2, "test_sigmoid": 2, "test_forward_folded": 3, "test_n_parameters": 2}
 
-# A softmax without the max subtraction: right for small net inputs, overflows for large ones.
-NAIVE_SOFTMAX = '''
-def softmax(Z):
-    exp = np.exp(Z)
-    return exp / np.sum(exp, axis=1, keepdims=True)
+# The sigmoid as its formula stands: right for moderate net inputs (e^1000 only warns in the visible
+# test), but it overflows, which the hidden tests make an error.
+NAIVE_SIGMOID = '''
+def sigmoid(Z):
+    return 1 / (1 + np.exp(-Z))
 '''
-# Plausible mistakes: columns instead of rows, the logistic sigmoid instead of tanh, a constant that
-# happens to match the visible test.
-WRONG_SOFTMAX = '''
-def softmax(Z):
-    exp = np.exp(Z - np.max(Z))
-    return exp / np.sum(exp, axis=0, keepdims=True)
+# Plausible mistakes: a sigmoid that never overflows but keeps its results in float32 (right to seven
+# digits, yet float64 net inputs come back float32), the column of ones put after the activations
+# instead of in front (the visible test's inputs are all ones there), a constant that happens to match
+# the visible test.
+WRONG_SIGMOID = '''
+def sigmoid(Z):
+    A = np.zeros(np.shape(Z), dtype=np.float32)
+    positive = Z >= 0
+    A[positive] = 1 / (1 + np.exp(-Z[positive]))
+    A[~positive] = np.exp(Z[~positive]) / (1 + np.exp(Z[~positive]))
+    return A
 '''
 WRONG_FORWARD = '''
-def forward(X, W_h, b_h, W_out, b_out):
-    A_h = 1 / (1 + np.exp(-net_input(X, W_h, b_h)))
-    return A_h, softmax(net_input(A_h, W_out, b_out))
+def forward_folded(X, W_h, W_out):
+    A_h = sigmoid(net_input(np.hstack([X, np.ones((len(X), 1))]), W_h, 0))
+    return A_h, sigmoid(net_input(np.hstack([A_h, np.ones((len(A_h), 1))]), W_out, 0))
 '''
 HARD_CODED_COUNT = '''
 def n_parameters(layer_sizes):
@@ -230,13 +235,13 @@ def _blank(release, solution):
 
 
 def _partial(release, solution):
-    return sub.fill(release, {"net_input": solution["net_input"], "softmax": NAIVE_SOFTMAX,
-                              "forward": solution["forward"]})
+    return sub.fill(release, {"net_input": solution["net_input"], "sigmoid": NAIVE_SIGMOID,
+                              "forward_folded": solution["forward_folded"]})
 
 
 def _wrong(release, solution):
-    return sub.fill(release, {"net_input": solution["net_input"], "softmax": WRONG_SOFTMAX,
-                              "forward": WRONG_FORWARD, "n_parameters": HARD_CODED_COUNT})
+    return sub.fill(release, {"net_input": solution["net_input"], "sigmoid": WRONG_SIGMOID,
+                              "forward_folded": WRONG_FORWARD, "n_parameters": HARD_CODED_COUNT})
 
 
 def _edits_tests(release, solution):
@@ -250,7 +255,7 @@ def _edits_tests(release, solution):
 
 def _deletes_tests(release, solution):
     notebook = _partial(release, solution)
-    sub.delete_cell(notebook, "test_softmax")
+    sub.delete_cell(notebook, "test_sigmoid")
     sub.delete_cell(notebook, "test_n_parameters")
     return notebook
 
@@ -292,7 +297,7 @@ def _duplicates_tests(release, solution):
     notebook = _partial(release, solution)
     cells = notebook.cells
     test = next(c for c in cells if sub.grade_id(c) == "test_net_input")
-    answer = next(c for c in cells if sub.grade_id(c) == "softmax")
+    answer = next(c for c in cells if sub.grade_id(c) == "sigmoid")
     cells.insert(cells.index(next(c for c in cells if sub.grade_id(c) == "net_input")), copy.deepcopy(test))
     cells.insert(cells.index(answer) + 1, copy.deepcopy(answer))  # same cell id and nbgrader metadata
     return notebook
@@ -302,9 +307,9 @@ def _edits_metadata(release, solution):
     notebook = _partial(release, solution)
     for cell in notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade_id") == "test_softmax":
+        if meta.get("grade_id") == "test_sigmoid":
             meta.update(grade=False, points=0, locked=False)
-        elif meta.get("grade_id") == "test_forward":
+        elif meta.get("grade_id") == "test_forward_folded":
             cell.cell_type = "markdown"
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
@@ -340,7 +345,7 @@ def _fills_memory(release, solution):
 
 
 def _floods_output(release, solution):
-    return sub.fill(release, {**solution, "softmax": FLOODS_OUTPUT + solution["softmax"]})
+    return sub.fill(release, {**solution, "sigmoid": FLOODS_OUTPUT + solution["sigmoid"]})
 
 
 def _snoops(release, solution):
@@ -361,29 +366,32 @@ BUT_LAST = {**FULL, "test_n_parameters": 0.0}
 REALISTIC = [
     Student("full", _full, FULL),
     Student("blank", _blank, _scores()),
-    Student("partial", _partial, _scores(test_net_input=2, test_forward=3)),
-    # the sigmoid and the hard-coded count pass the visible tests and fail the hidden ones
+    Student("partial", _partial, _scores(test_net_input=2, test_forward_folded=3)),
+    # the float32 sigmoid, the ones put last and the hard-coded count pass the visible tests and fail the
+    # hidden ones
     Student("wrong", _wrong, _scores(test_net_input=2), _flags("wrong_without_error")),
-    Student("edits_tests", _edits_tests, _scores(test_net_input=2, test_forward=3),
+    Student("edits_tests", _edits_tests, _scores(test_net_input=2, test_forward_folded=3),
             _flags("test_cells_edited", "metadata_changed")),
-    Student("deletes_tests", _deletes_tests, _scores(test_net_input=2, test_forward=3), _flags("test_cells_deleted")),
-    # the test cells' own `import numpy as np` undo the rebinding; forward fails on its net_input
-    Student("rebinds_names", _rebinds_names, _scores(test_softmax=2, test_n_parameters=2), _flags("static_scan")),
+    Student("deletes_tests", _deletes_tests, _scores(test_net_input=2, test_forward_folded=3),
+            _flags("test_cells_deleted")),
+    # the test cells' own `import numpy as np` undo the rebinding; forward_folded fails on its net_input
+    Student("rebinds_names", _rebinds_names, _scores(test_sigmoid=2, test_n_parameters=2), _flags("static_scan")),
     Student("infinite_loop", _infinite_loop, BUT_LAST, _flags("cell_timeout")),
-    # net_input never gets defined, so forward (which calls it) fails too
-    Student("import_error", _import_error, _scores(test_softmax=2, test_n_parameters=2)),
+    # net_input never gets defined, so forward_folded (which calls it) fails too
+    Student("import_error", _import_error, _scores(test_sigmoid=2, test_n_parameters=2)),
     Student("huge_output", _huge_output, FULL),
 ]
 # Every threat class of the sandboxed grading; graded in the same batch as the realistic students.
 HOSTILE = [
-    Student("liar", _liar, _scores(test_softmax=2), _flags("wrong_without_error", "static_scan")),
-    Student("patches_numpy", _patches_numpy, _scores(test_softmax=2, test_n_parameters=2),
+    Student("liar", _liar, _scores(test_sigmoid=2), _flags("wrong_without_error", "static_scan")),
+    Student("patches_numpy", _patches_numpy, _scores(test_sigmoid=2, test_n_parameters=2),
             _flags("wrong_without_error", "static_scan")),
-    Student("skips_tests", _skips_tests, _scores(), _flags("records_missing", "static_scan")),
+    Student("skips_tests", _skips_tests, _scores(), _flags("records_missing", "static_scan", "course_helper")),
     Student("reads_hidden", _reads_hidden, FULL, _flags("static_scan")),
-    Student("duplicates_tests", _duplicates_tests, _scores(test_net_input=2, test_forward=3),
+    Student("duplicates_tests", _duplicates_tests, _scores(test_net_input=2, test_forward_folded=3),
             _flags("cells_duplicated")),
-    Student("edits_metadata", _edits_metadata, _scores(test_net_input=2, test_forward=3), _flags("metadata_changed")),
+    Student("edits_metadata", _edits_metadata, _scores(test_net_input=2, test_forward_folded=3),
+            _flags("metadata_changed")),
     Student("dies", _dies, BUT_LAST, _flags("kernel_died", "static_scan")),
     Student("hangs", _hangs, BUT_LAST, _flags("cell_timeout", "static_scan")),
     Student("forks", _forks, FULL, _flags("static_scan")),
