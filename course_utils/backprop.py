@@ -148,7 +148,9 @@ def relative_error(a: Sequence[np.ndarray] | np.ndarray, b: Sequence[np.ndarray]
     """``||a - b|| / max(||a||, ||b||)`` over all entries (lists of arrays are taken as one vector).
 
     About 1e-16 to 1e-7 means the same numbers up to float64 or finite-difference error, about 1e-7 to
-    1e-6 the same up to float32 rounding; a mistake in a gradient gives something near 1.
+    1e-6 the same up to float32 rounding; a mistake in a gradient gives anything from about 1e-3 to 1.
+    Pooled over several arrays, a mistake in a small one (a bias vector) is diluted by the large ones:
+    compare the arrays one at a time too.
     """
     def flat(x):
         if isinstance(x, np.ndarray):

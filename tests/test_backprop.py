@@ -209,6 +209,19 @@ def test_relative_error():
         backprop.relative_error(np.zeros(3), np.zeros(4))
 
 
+def test_a_pooled_relative_error_dilutes_a_mistake_that_each_array_shows():
+    # Chapter 5's advice: bias gradients averaged instead of summed over 32 examples look nearly right
+    # pooled over all parameters of the tutorial's network, and plainly wrong array by array.
+    rng = np.random.default_rng(3)
+    weights, biases = _random_network(rng, [784, 50, 50, 10], scale=0.1)
+    X, Y = _random_batch(rng, 32, 784, 10)
+    grads_W, grads_b = backprop.backward(backprop.forward(X, weights, biases), weights, Y)
+    averaged = [g / len(Y) for g in grads_b]
+    pooled = backprop.relative_error(grads_W + averaged, grads_W + grads_b)
+    per_array = [backprop.relative_error(a, b) for a, b in zip(averaged, grads_b)]
+    assert 1e-3 < pooled < 0.5 and min(per_array) > 0.9, (pooled, per_array)
+
+
 # --- SGD with momentum ------------------------------------------------------------------------------
 
 

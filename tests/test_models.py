@@ -15,7 +15,9 @@ from course_utils.models import (
     EpochLogger,
     accuracy,
     accuracy_standard_error,
-    clearly_different,
+    McNemar,
+    difference_standard_error,
+    mcnemar_test,
     build_tutorial_mlp,
     confusion_matrix,
     predict_classes,
@@ -218,14 +220,38 @@ def test_accuracy_standard_error_is_binomial():
         accuracy_standard_error(0.5, 0)
 
 
-def test_clearly_different_needs_more_than_two_standard_errors():
-    se = accuracy_standard_error(0.9, 1000)  # 0.0095, larger than at 0.918 and smaller than at 0.878
-    assert not clearly_different(0.9, 0.9 + 1.9 * se, 1000)
-    lower = 0.9 - 2.3 * se
-    assert 2.3 * se > 2 * accuracy_standard_error(lower, 1000) > 2 * se  # the larger standard error counts
-    assert clearly_different(0.9, lower, 1000) and clearly_different(lower, 0.9, 1000)
-    assert not clearly_different(0.9, 0.9 - 2.05 * se, 1000)  # > 2 of 0.9's, < 2 of 0.879's standard errors
-    assert not clearly_different(0.9, lower, 1000, z=3)
+def test_mcnemar_is_the_exact_binomial_test_on_the_disagreements():
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, size=2000)
+    a, b = y.copy(), y.copy()
+    a[:30] = (y[:30] + 1) % 10  # a wrong on 30 images b gets right
+    b[30:45] = (y[30:45] + 1) % 10  # b wrong on 15 that a gets right
+    a[45:60] = b[45:60] = (y[45:60] + 2) % 10  # both wrong: no information
+    result = mcnemar_test(y, a, b)
+    assert (result.only_a, result.only_b) == (15, 30)
+    assert result.p_value == pytest.approx(binomtest(15, 45, 0.5).pvalue, rel=1e-9)
+    assert mcnemar_test(y, b, a).p_value == pytest.approx(result.p_value)
+    assert mcnemar_test(y, a, a) == McNemar(0, 0, 1.0)
+
+
+def test_a_paired_difference_can_be_clear_where_two_standard_errors_of_one_accuracy_see_none():
+    # Chapters 6 and 7 compare models on the same images. Two models that agree on all but 35 of
+    # 10,000 images, 30 of those going to one model: 0.25 percentage points apart, less than two
+    # standard errors of one accuracy (0.27 points), yet the paired test is clear.
+    y = np.zeros(10_000, dtype=int)
+    a, b = y.copy(), y.copy()
+    wrong_both = 150
+    a[:wrong_both] = b[:wrong_both] = 1
+    b[wrong_both:wrong_both + 30] = 1
+    a[wrong_both + 30:wrong_both + 35] = 1
+    acc_a, acc_b = float(np.mean(a == y)), float(np.mean(b == y))
+    assert abs(acc_a - acc_b) < 2 * accuracy_standard_error(acc_b, len(y))
+    assert mcnemar_test(y, a, b).significant()
+    # Independent test sets of the same size: the difference's standard error combines both
+    assert difference_standard_error(acc_a, 10_000, acc_b, 10_000) == pytest.approx(
+        (accuracy_standard_error(acc_a, 10_000) ** 2 + accuracy_standard_error(acc_b, 10_000) ** 2) ** 0.5)
 
 
 def test_best_epoch_keeps_the_weights_of_the_best_epoch_without_changing_the_model():
@@ -448,3 +474,27 @@ def test_better_mlp_training_is_repeatable_with_set_seeds():
         model = build_better_mlp(6, n_hidden=16)
         losses.append(model.fit(X, y, batch_size=32, epochs=2, verbose=0).history["loss"])
     assert losses[0] == losses[1]
+
+
+def test_layer_errors_are_chapter_5s_deltas_and_their_column_sums_the_bias_gradients():
+    import tensorflow as tf
+
+    from course_utils import backprop
+    from course_utils.models import error_norms_per_layer, layer_errors
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(24, 12)).astype("float32")
+    y = np.eye(4, dtype="float32")[rng.integers(0, 4, 24)]
+    model = build_tutorial_mlp(12, 6, 4, seed=0)
+    errors = layer_errors(model, X, y)
+    assert list(errors) == [layer.name for layer in model.layers]
+    # the output error is (P - Y) / n, chapter 5's Delta^(out)
+    probabilities = backprop.forward(X, *backprop.keras_weights(model))[-1]
+    np.testing.assert_allclose(errors[model.layers[-1].name], (probabilities - y) / len(y), atol=1e-6)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(y, model(X)))
+    bias_gradients = tape.gradient(loss, [layer.bias for layer in model.layers])
+    for layer, gradient in zip(model.layers, bias_gradients):
+        np.testing.assert_allclose(errors[layer.name].sum(axis=0), gradient.numpy(), atol=1e-6)
+    norms = error_norms_per_layer(model, X, y)
+    assert norms == {name: pytest.approx(float(np.linalg.norm(error))) for name, error in errors.items()}
