@@ -31,7 +31,7 @@ from nbgrader_fixtures.guides import BATCH_SECTION, guide_commands
 from nbgrader_fixtures.postgres import bindir, postgres_server
 from nbgrader_fixtures.students import ASSIGNMENT, FULL, POINTS, STUDENTS
 
-# Graded with one core kept busy by another process (conftest.py): a busy machine changes no mark.
+# COURSE_TESTS_BUSY_CORE=1 grades with one core kept busy by another process (conftest.py).
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.usefixtures("one_core_busy")]
 
 OTHER = "ch02_idx"  # a second assignment, for "*"
