@@ -86,8 +86,9 @@ def test_an_answer_made_of_imports_earns_nothing_and_is_flagged(assignment):
 
 def test_calling_a_helper_inside_an_answer_is_flagged():
     answers = sub.solution_answers(sub.read(_source("ch01_notation")))
+    body = answers["n_parameters"].split("\n", 1)[1]  # the docstring and the return, after the def line
     answers["n_parameters"] = ("import course_utils.backprop as bp\n\n\ndef n_parameters(layer_sizes):\n"
-                               "    bp.relative_error(np.ones(2), np.ones(2))\n" + answers["n_parameters"].split("\n", 1)[1])
+                               "    bp.relative_error(np.ones(2), np.ones(2))\n" + body)
     result = _grade("ch01_notation", answers, "calls_helper")
     assert result.total == 9, "a helper call changes no mark: it is flagged for the instructor"
     assert result.report.flags["course_helper"] == [
