@@ -105,7 +105,7 @@ lint-tools: venv
 # while the book builds (its log: test-artifacts/book.log); then the book's own tests (the pages, in
 # Chromium; the glued claims) and nbval, which re-executes the notebooks that the build executed and
 # compares every output with the build's (the determinism check, CONTRIBUTING.md).
-BOOK_TESTS := tests/test_book.py tests/test_book_results.py tests/test_book_browser.py tests/test_book_accessibility.py
+BOOK_TESTS := $(sort $(wildcard tests/test_book*.py))
 PYTEST := $(RUN) python -m pytest --timeout=900 --numprocesses=auto --dist=loadfile --no-loadscope-reorder
 
 test: venv browser sandbox postgres lint-tools
