@@ -27,7 +27,7 @@ import zipfile
 import pytest
 from nbgrader_fixtures import submissions as sub
 from nbgrader_fixtures.course import ASSIGNMENTS, REPO_ROOT, Course, nbgrader_env
-from nbgrader_fixtures.guides import BATCH_SECTION, guide_commands
+from nbgrader_fixtures.guides import BATCH_SECTION, LMS_SECTION, guide_commands
 from nbgrader_fixtures.students import ASSIGNMENT as BATCH_ASSIGNMENT
 from nbgrader_fixtures.students import POINTS, STUDENTS
 
@@ -515,11 +515,13 @@ def test_validate_messages(validations, student_validation):
 @pytest.mark.parametrize("guide", ["instructor_guide.md", "student_guide.md"])
 def test_every_nbgrader_command_in_the_guides_is_one_the_tests_ran(course, validations, graded,
                                                                   student_validation, unsandboxed, kit, guide):
-    # The section on grading a whole class has its own course and check (tests/test_batch.py).
-    commands = [c for c in guide_commands(guide, without=BATCH_SECTION) if c.startswith("nbgrader")]
+    # The sections on grading a whole class and on Canvas and Moodle have their own courses and checks
+    # (tests/test_batch.py, tests/test_lms.py).
+    others = (BATCH_SECTION, LMS_SECTION)
+    commands = [c for c in guide_commands(guide, without=others) if c.startswith("nbgrader")]
     if guide == "instructor_guide.md":
         assert len(commands) >= 6, f"{guide} shows too few commands: {commands}"
-        commands = guide_commands(guide, without=BATCH_SECTION)  # every command, nbgrader's or not
+        commands = guide_commands(guide, without=others)  # every command, nbgrader's or not
     ran = {result.command for result in course.history}
     missing = [c for c in commands if c not in ran]
     assert not missing, f"{guide} shows commands the tests never ran: {missing}"
