@@ -62,9 +62,29 @@ packages = ["course_utils"]
 """
 
 
+def colab_section(repo: Path) -> str:
+    """The README's links that open each released exercise in Colab, from the book's repository setting."""
+    from course_utils.book import read_repository
+
+    config = repo / "book" / "_config.yml"
+    if not config.is_file():
+        return ""
+    repository = read_repository(config)
+    links = [f"- `{folder.name}`: {repository.colab_url(f'exercises/{folder.name}/{folder.name}.ipynb')}"
+             for folder in sorted((repo / "exercises").iterdir()) if folder.is_dir()]
+    return (
+        "\n## Or in Google Colab\n\n"
+        "Open an exercise from its link; run its first cell, which installs the course's helper package in\n"
+        "Colab, then the rest. Colab has no Validate button: run every cell and check that no test cell fails.\n"
+        "Hand in the notebook from File > Download > Download .ipynb, named like the exercise.\n\n"
+        + "\n".join(links) + "\n"
+    )
+
+
 def kit_files(repo: Path = REPO_ROOT) -> dict[str, bytes]:
     """Path inside the kit -> content, for every file of the kit."""
-    files = {f"{TOP}/README.md": README.encode(), f"{TOP}/pyproject.toml": PYPROJECT.encode(),
+    readme = README + colab_section(repo)
+    files = {f"{TOP}/README.md": readme.encode(), f"{TOP}/pyproject.toml": PYPROJECT.encode(),
              f"{TOP}/requirements.txt": (repo / "requirements.txt").read_bytes()}
     if (repo / "jupyter_server_config.py").is_file():  # JupyterLab's offline-friendly settings
         files[f"{TOP}/jupyter_server_config.py"] = (repo / "jupyter_server_config.py").read_bytes()

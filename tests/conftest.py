@@ -80,6 +80,8 @@ SLOWEST_FIRST = [
     "book/_build/jupyter_execute/chapters/07_going_further.ipynb",
     "tests/test_batch.py",
     "tests/test_own_work.py",
+    "tests/test_lms.py",
+    "tests/test_colab.py",
     "book/_build/jupyter_execute/chapters/06_training.ipynb",
     "tests/test_book_accessibility.py",
     "tests/test_book_browser.py",
