@@ -33,13 +33,26 @@ def expected_cell(notebook: nbformat.NotebookNode, config: Path) -> str:
     return colab_install_cell(glues, read_repository(config))
 
 
+#: In nbgrader's source the cell is locked course content, like the setup cell: autograding puts it back as
+#: it was, and the grader's scan of students' code passes over it.
+NBGRADER_LOCKED = {"grade": False, "grade_id": "colab_install", "locked": True, "schema_version": 3,
+                   "solution": False, "task": False}
+
+
+def expected_metadata(path: Path) -> dict:
+    metadata = {"tags": [COLAB_CELL_TAG]}
+    if "solutions" in path.parts:
+        metadata["nbgrader"] = dict(NBGRADER_LOCKED)
+    return metadata
+
+
 def refresh(path: Path, config: Path, write: bool) -> bool:
     """Whether ``path``'s first code cell is (now, if ``write``) the expected install cell."""
     notebook = nbformat.read(path, as_version=4)
     source = expected_cell(notebook, config)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     current = code[0] if code and code[0].source.startswith(MARKER) else None
-    if current is not None and current.source == source and current.metadata.get("tags") == [COLAB_CELL_TAG]:
+    if current is not None and current.source == source and current.metadata == expected_metadata(path):
         return True
     if not write:
         return False
@@ -49,7 +62,7 @@ def refresh(path: Path, config: Path, write: bool) -> bool:
         current.pop("id", None)  # the course's notebooks are nbformat 4.4: no cell IDs
         notebook.cells.insert(first_code, current)
     current.source = source
-    current.metadata = {"tags": [COLAB_CELL_TAG]}
+    current.metadata = expected_metadata(path)
     nbformat.write(notebook, path)
     return True
 
