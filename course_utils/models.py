@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Callable, Sequence, TextIO
 
 import numpy as np
 
@@ -35,12 +35,16 @@ __all__ = [
     "accuracy_standard_error",
     "McNemar",
     "RandomShift",
+    "SeedComparison",
+    "SeededRun",
     "build_better_mlp",
     "build_deep_mlp",
     "build_tutorial_mlp",
+    "compare_over_seeds",
     "confusion_matrix",
     "difference_standard_error",
     "error_norms_per_layer",
+    "fit_seeded_runs",
     "gradient_norms_per_layer",
     "layer_errors",
     "mcnemar_test",
@@ -230,6 +234,78 @@ def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> 
     return McNemar(only_a, only_b, min(1.0, 2 * tail))
 
 
+@dataclass(frozen=True)
+class SeedComparison:
+    """Two settings, each trained once per seed and scored on the same images (:func:`compare_over_seeds`).
+
+    Two things move an accuracy besides the setting: the seed (initial weights, order of the
+    mini-batches) and the images it is scored on. ``paired`` holds McNemar's test of every seed's pair of
+    runs on the same images (the images' share); the spread of the per-seed ``differences`` measures the
+    seeds' share.
+    """
+
+    accuracies_a: tuple[float, ...]  # one per seed
+    accuracies_b: tuple[float, ...]
+    paired: tuple[McNemar, ...]  # seed by seed, a against b on the same images
+
+    @property
+    def differences(self) -> tuple[float, ...]:
+        """Accuracy of a minus accuracy of b, seed by seed."""
+        return tuple(a - b for a, b in zip(self.accuracies_a, self.accuracies_b))
+
+    @property
+    def mean_difference(self) -> float:
+        return float(np.mean(self.differences))
+
+    @property
+    def difference_sd(self) -> float:
+        """The seed-to-seed standard deviation of the differences (``ddof=1``); NaN for one seed."""
+        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else math.nan
+
+    @property
+    def difference_se(self) -> float:
+        """The standard error of :attr:`mean_difference` over the seeds: ``difference_sd / sqrt(seeds)``."""
+        return self.difference_sd / math.sqrt(len(self.differences))
+
+    def clear(self, level: float = 0.05) -> bool:
+        """Whether a and b differ beyond both kinds of luck.
+
+        True when, with at least two seeds, (1) the mean difference is more than twice its standard
+        error over the seeds, and (2) for every seed McNemar's test on the same images finds the
+        difference (``p < level``) in the direction of the mean.
+        """
+        if len(self.differences) < 2 or self.mean_difference == 0:
+            return False
+        if not abs(self.mean_difference) > 2 * self.difference_se:
+            return False
+        sign = np.sign(self.mean_difference)
+        return all(test.significant(level) and np.sign(test.only_a - test.only_b) == sign for test in self.paired)
+
+    def phrase(self, level: float = 0.05) -> str:
+        """``"clearly above"``, ``"clearly below"`` or ``"not clearly different from"``: a compared with b."""
+        if not self.clear(level):
+            return "not clearly different from"
+        return "clearly above" if self.mean_difference > 0 else "clearly below"
+
+
+def compare_over_seeds(
+    y_true: np.ndarray, predictions_a: Sequence[np.ndarray], predictions_b: Sequence[np.ndarray]
+) -> SeedComparison:
+    """Compare two settings trained with the same seeds, from their predicted classes on the same images.
+
+    ``predictions_a[i]`` and ``predictions_b[i]`` come from the runs with the ``i``-th seed. Returns each
+    run's accuracy and McNemar's test (:func:`mcnemar_test`) of every seed's pair; see
+    :class:`SeedComparison` for when the two count as clearly different.
+    """
+    if len(predictions_a) != len(predictions_b) or not predictions_a:
+        raise ValueError(f"need one run of each setting per seed, got {len(predictions_a)} and {len(predictions_b)}")
+    return SeedComparison(
+        accuracies_a=tuple(accuracy(y_true, p) for p in predictions_a),
+        accuracies_b=tuple(accuracy(y_true, p) for p in predictions_b),
+        paired=tuple(mcnemar_test(y_true, a, b) for a, b in zip(predictions_a, predictions_b)),
+    )
+
+
 def difference_standard_error(a: float, n_a: int, b: float, n_b: int) -> float:
     """Standard error of the difference of two accuracies measured on *independent* image sets:
     ``sqrt(SE_a**2 + SE_b**2)``. For two models scored on the same images, use :func:`mcnemar_test`."""
@@ -336,6 +412,74 @@ class BestEpoch(keras.callbacks.Callback):
         better = self.value is None or (value < self.value if self.mode == "min" else value > self.value)
         if better:
             self.epoch, self.value, self.weights = epoch + 1, value, self.model.get_weights()
+
+
+@dataclass(frozen=True)
+class SeededRun:
+    """One run of :func:`fit_seeded_runs`."""
+
+    seed: int
+    initial_weights: list[np.ndarray]  # ``model.get_weights()`` before training
+    final_weights: list[np.ndarray]  # and after it
+    predictions: np.ndarray  # shape (epochs, len(X_val)): the predicted classes after every epoch
+
+
+class _EpochPredictions(keras.callbacks.Callback):
+    # The classes predicted for X after every epoch, from an eager call: model.predict on many models
+    # makes TensorFlow warn about retracing, with addresses that change between runs.
+    def __init__(self, X: np.ndarray):
+        super().__init__()
+        self.X = X
+        self.predictions: list[np.ndarray] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.predictions.append(np.argmax(self.model(self.X, training=False), axis=1))
+
+
+def fit_seeded_runs(
+    build: Callable[[], keras.Model],
+    seeds: Sequence[int],
+    X: np.ndarray,
+    y_onehot: np.ndarray,
+    X_val: np.ndarray,
+    **fit_kwargs,
+) -> list[SeededRun]:
+    """Train a freshly built model once per seed; record its predicted classes on ``X_val`` after every epoch.
+
+    Each run is what ``set_seeds(seed)``, ``model = build()``, ``model.fit(X, y_onehot, verbose=0,
+    **fit_kwargs)`` gives (``build`` returns a compiled model, the same one every call). Only the first
+    seed's model is trained, though: for the later seeds the freshly built model only hands over its
+    variables (initial weights, and the state of random layers such as dropout), and the first model,
+    with its optimizer put back to its state before any update, trains again. The numbers are those of
+    a fresh model (a test checks), but TensorFlow traces the training step, which takes seconds, once
+    instead of once per seed.
+    """
+    from course_utils.reproducibility import set_seeds
+
+    if not seeds:
+        raise ValueError("need at least one seed")
+    runs: list[SeededRun] = []
+    model, optimizer_start = None, None
+    for seed in seeds:
+        set_seeds(seed)
+        fresh = build()
+        initial_weights = fresh.get_weights()
+        if model is None:
+            model = fresh
+            model.optimizer.build(model.trainable_variables)  # its state before any update, to restore
+            optimizer_start = [variable.numpy() for variable in model.optimizer.variables]
+        else:
+            if [v.shape for v in fresh.variables] != [v.shape for v in model.variables]:
+                raise ValueError("build() returned a model of another shape than before: it must build the same one")
+            for variable, value in zip(model.variables, fresh.variables):
+                variable.assign(value)
+            for variable, value in zip(model.optimizer.variables, optimizer_start):
+                variable.assign(value)
+        recorder = _EpochPredictions(X_val)
+        options = {"verbose": 0, **fit_kwargs, "callbacks": [*fit_kwargs.get("callbacks", []), recorder]}
+        model.fit(X, y_onehot, **options)
+        runs.append(SeededRun(seed, initial_weights, model.get_weights(), np.stack(recorder.predictions)))
+    return runs
 
 
 # --------------------------------------------------------------------------------------------------

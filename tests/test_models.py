@@ -16,6 +16,8 @@ from course_utils.models import (
     accuracy,
     accuracy_standard_error,
     McNemar,
+    SeedComparison,
+    compare_over_seeds,
     difference_standard_error,
     mcnemar_test,
     build_tutorial_mlp,
@@ -498,3 +500,111 @@ def test_layer_errors_are_chapter_5s_deltas_and_their_column_sums_the_bias_gradi
         np.testing.assert_allclose(errors[layer.name].sum(axis=0), gradient.numpy(), atol=1e-6)
     norms = error_norms_per_layer(model, X, y)
     assert norms == {name: pytest.approx(float(np.linalg.norm(error))) for name, error in errors.items()}
+
+
+# --- several seeds (chapter 7's sweeps) ------------------------------------------------------------
+
+
+def _small_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(80, 12)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 80)]
+    return X[:60], y[:60], X[60:]
+
+
+def _tutorial_build():
+    return build_tutorial_mlp(12, 6, 3, optimizer=tutorial_optimizer(0.05, 1e-3, 0.9))
+
+
+def _dropout_adam_build():
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.5), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("build", [_tutorial_build, _dropout_adam_build], ids=["tutorial_sgd", "dropout_adam"])
+def test_fit_seeded_runs_train_exactly_as_freshly_built_models(build):
+    from course_utils.models import _EpochPredictions, fit_seeded_runs
+    from course_utils.reproducibility import set_seeds
+
+    X, y, X_val = _small_data()
+    seeds = [3, 4, 3]  # the third seed repeats the first: the reused model must start over
+    runs = fit_seeded_runs(build, seeds, X, y, X_val, batch_size=16, epochs=2)
+    assert [run.seed for run in runs] == seeds
+    for run in runs:
+        set_seeds(run.seed)
+        fresh = build()
+        initial = fresh.get_weights()
+        recorder = _EpochPredictions(X_val)
+        fresh.fit(X, y, batch_size=16, epochs=2, verbose=0, callbacks=[recorder])
+        assert all(np.array_equal(a, b) for a, b in zip(run.initial_weights, initial))
+        assert all(np.array_equal(a, b) for a, b in zip(run.final_weights, fresh.get_weights()))
+        np.testing.assert_array_equal(run.predictions, np.stack(recorder.predictions))
+        assert run.predictions.shape == (2, len(X_val))
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0].final_weights, runs[2].final_weights))
+    assert not np.array_equal(runs[0].initial_weights[0], runs[1].initial_weights[0])
+
+
+def test_fit_seeded_runs_keeps_the_callers_callbacks_and_rejects_another_shape():
+    from course_utils.models import fit_seeded_runs
+
+    X, y, X_val = _small_data()
+    logger = EpochLogger(stream=io.StringIO())
+    fit_seeded_runs(_tutorial_build, [1, 2], X, y, X_val, batch_size=16, epochs=2, callbacks=[logger])
+    assert logger.stream.getvalue().count("epoch 2/2") == 2
+    shapes = iter([6, 7])
+    with pytest.raises(ValueError, match="another shape"):
+        fit_seeded_runs(lambda: build_tutorial_mlp(12, next(shapes), 3), [1, 2], X, y, X_val, epochs=1)
+    with pytest.raises(ValueError, match="seed"):
+        fit_seeded_runs(_tutorial_build, [], X, y, X_val)
+
+
+def _runs_with_differences(only_a: list[int], only_b: list[int], n: int = 1000):
+    # Per seed: a alone right on only_a images, b alone right on only_b images, both right elsewhere
+    y = np.zeros(n, dtype=int)
+    predictions_a, predictions_b = [], []
+    for k_a, k_b in zip(only_a, only_b):
+        a, b = y.copy(), y.copy()
+        b[:k_a] = 1
+        a[k_a:k_a + k_b] = 1
+        predictions_a.append(a)
+        predictions_b.append(b)
+    return y, predictions_a, predictions_b
+
+
+def test_compare_over_seeds_counts_and_differences_are_paired():
+    from scipy.stats import binomtest
+
+    y, a, b = _runs_with_differences([30, 25, 40], [5, 8, 4])
+    comparison = compare_over_seeds(y, a, b)
+    assert [(t.only_a, t.only_b) for t in comparison.paired] == [(30, 5), (25, 8), (40, 4)]
+    assert comparison.differences == pytest.approx([0.025, 0.017, 0.036])
+    assert comparison.mean_difference == pytest.approx(np.mean([0.025, 0.017, 0.036]))
+    assert comparison.difference_sd == pytest.approx(np.std([0.025, 0.017, 0.036], ddof=1))
+    assert comparison.difference_se == pytest.approx(comparison.difference_sd / np.sqrt(3))
+    for test, (k, n) in zip(comparison.paired, [(5, 35), (8, 33), (4, 44)]):
+        assert test.p_value == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-9)
+    assert comparison.phrase() == "clearly above"
+    assert compare_over_seeds(y, b, a).phrase() == "clearly below"
+
+
+@pytest.mark.parametrize("only_a, only_b, why", [
+    ([30, 25, 12], [5, 8, 6], "one seed's McNemar test is not significant"),
+    ([30, 25, 5], [5, 8, 30], "one seed goes the other way"),
+    ([12, 12, 150], [0, 0, 0], "the mean is within two standard errors over the seeds"),
+    ([30], [5], "one seed says nothing about the seeds' spread"),
+    ([10, 10, 10], [10, 10, 10], "no difference at all"),
+])
+def test_compare_over_seeds_needs_every_seed_and_the_spread_to_agree(only_a, only_b, why):
+    comparison = compare_over_seeds(*_runs_with_differences(only_a, only_b))
+    assert not comparison.clear(), why
+    assert comparison.phrase() == "not clearly different from"
+
+
+def test_compare_over_seeds_with_no_spread_is_clear_when_every_seed_is():
+    comparison = compare_over_seeds(*_runs_with_differences([30, 30, 30], [5, 5, 5]))
+    assert comparison.difference_sd == 0 and comparison.clear()
+    assert isinstance(comparison, SeedComparison)
+    with pytest.raises(ValueError, match="per seed"):
+        compare_over_seeds(np.zeros(3), [np.zeros(3)], [])
