@@ -635,7 +635,7 @@ class RandomShift(keras.layers.Layer):
 def build_better_mlp(
     steps: int,
     *,
-    n_hidden: int = 1024,
+    n_hidden: int = 512,
     n_hidden_layers: int = 2,
     dropout: float = 0.3,
     max_shift: int = 2,
