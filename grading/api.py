@@ -11,6 +11,7 @@ gradebook) gets the graded notebook, the scores and the report.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -105,14 +106,19 @@ def run_submission(submission: bytes | str | NotebookNode, source: Path | Notebo
     if not settings.enabled:
         report.sandbox = "none"
         report.flag("unsandboxed", "graded with the sandbox switched off")
+    start = time.perf_counter()
     nb = restore_cells(nb, source_nb, report)
+    report.time({"nbgrader": time.perf_counter() - start})
     executed, resources = preprocessors.run_sandboxed(nb, config, workdir)
+    report.time(resources.get("grading", {}).get("timings", {}))
     return RunResult(executed, list(resources.get("grading", {}).get("events", [])), report)
 
 
 def judge_run(run: RunResult, reference: dict) -> GradeResult:
     """The second half of `grade_submission`: judge a run against the solution's records."""
+    start = time.perf_counter()
     preprocessors.judge_notebook(run.notebook, reference, run.report, run.events)
+    run.report.time({"judging": time.perf_counter() - start})
     scores: dict[str, tuple[float | None, float]] = {}
     for cell in run.notebook.cells:
         meta = cell.metadata.get("nbgrader", {})

@@ -217,8 +217,10 @@ def judge_task(job: Job, sources: dict[str, bytes], run: dict, references: dict[
         if "kernelspec" in source.metadata:  # nbgrader's OverwriteKernelspec
             nb.metadata["kernelspec"] = source.metadata["kernelspec"]
         resources = {"nbgrader": {"assignment": job.assignment, "student": job.student, "notebook": name}}
+        steps_start = time.perf_counter()
         for step in steps:
             nb, resources = step(nb, resources)
+        result.report.time({"nbgrader": time.perf_counter() - steps_start})
         result.report.notebook = name
         graded[name] = {"notebook": nbformat.writes(nb), "scores": result.scores,
                         "report": dataclasses.asdict(result.report)}
@@ -333,8 +335,9 @@ class GradebookWriter:
         if self.written[key]:
             log.warning("%s/%s was graded twice; the second result is ignored", key[1], key[0])
             return False
+        start = time.perf_counter()
         self._write_gradebook(result)
-        self._write_files(result)
+        self._write_files(result, gradebook_seconds=time.perf_counter() - start)
         self.written[key] += 1
         return True
 
@@ -376,7 +379,7 @@ class GradebookWriter:
             if penalty is not None:
                 notebook.late_submission_penalty = self.late._check_late_penalty(notebook, penalty)
 
-    def _write_files(self, result: dict) -> None:
+    def _write_files(self, result: dict, gradebook_seconds: float) -> None:
         from grading.report import Report
 
         course, assignment, student = self.course, result["assignment"], result["student"]
@@ -393,6 +396,7 @@ class GradebookWriter:
         for name, graded in result["notebooks"].items():
             (staging / f"{name}.ipynb").write_text(graded["notebook"], encoding="utf-8")
             report = Report(**graded["report"])
+            report.time({"gradebook": gradebook_seconds / len(result["notebooks"])})
             report.save(course.root)
             if report.flags:
                 log.warning("Grading report: %s", report.summary())

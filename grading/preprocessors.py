@@ -20,12 +20,17 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
 import copy
+import datetime
 import hashlib
 import os
 import tempfile
+import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -67,6 +72,7 @@ class InspectSubmission(NbGraderPreprocessor):
     """Sanitize step: the sandbox preflight, then repair and report tampering with the notebook's cells."""
 
     def preprocess(self, nb, resources):
+        start = time.perf_counter()
         sandbox_config = Sandbox(config=self.config)
         sandbox.check_sandbox(sandbox_config.spec())
         info = resources["nbgrader"]
@@ -82,6 +88,7 @@ class InspectSubmission(NbGraderPreprocessor):
             solutions = {c.name for c in source_nb.solution_cells}
             tasks = {c.name: c for c in source_nb.task_cells}
             repair_cells(nb, report, sources, graded, solutions, tasks)
+        report.time({"nbgrader": time.perf_counter() - start})
         report.save(_course_root(self.config))
         return nb, resources
 
@@ -173,6 +180,7 @@ class SandboxedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         original = copy.deepcopy(nb)
+        self.timings: Counter = Counter()  # phase -> seconds (`grading.report.PHASES`), failed starts included
         for attempt in range(1, max(1, self.start_attempts) + 1):
             self._stopped: str | None = None
             self._cpu_stopped: int | None = None
@@ -190,8 +198,42 @@ class SandboxedExecute(Execute):
                                  type(error).__name__, error, attempt + 1, self.start_attempts)
                 nb = copy.deepcopy(original)
         if resources is not None:
-            resources.setdefault("grading", {})["events"] = self.events
+            resources.setdefault("grading", {}).update(events=self.events, timings=dict(self.timings))
         return nb, resources
+
+    # --- where the time goes: the kernel's start and stop, and each cell's time in and out of the kernel
+
+    # (nbclient's synchronous names are bound to its own coroutines: they are bound again to these)
+
+    async def async_start_new_kernel(self, **kwargs):
+        with _timed(self.timings, "kernel_start"):
+            await super().async_start_new_kernel(**kwargs)
+
+    start_new_kernel = run_sync(async_start_new_kernel)
+
+    async def async_start_new_kernel_client(self):
+        with _timed(self.timings, "kernel_start"):  # it waits until the kernel answers
+            return await super().async_start_new_kernel_client()
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    async def _async_cleanup_kernel(self):
+        with _timed(self.timings, "kernel_stop"):
+            await super()._async_cleanup_kernel()
+
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
+
+    def _time_cell(self, cell, seconds: float) -> None:
+        """Split a cell's wall clock into the kernel's own time (busy to idle, by the kernel's clock)
+        and the rest, spent waiting on messages."""
+        timing = cell.get("metadata", {}).get("execution", {})
+        try:
+            busy = max(0.0, min(seconds, (_kernel_time(timing["iopub.status.idle"])
+                                          - _kernel_time(timing["iopub.status.busy"])).total_seconds()))
+        except (KeyError, ValueError):  # not run to the end (a dead kernel): all of it counts as waiting
+            busy = 0.0
+        self.timings["imports" if _imports(cell.source) else "cells"] += busy
+        self.timings["waiting"] += seconds - busy
 
     def _get_timeout(self, cell):
         timeout = super()._get_timeout(cell)
@@ -201,11 +243,14 @@ class SandboxedExecute(Execute):
         watcher = None
         if cell.cell_type == "code" and cell.source.strip() and self.timeout and self.timeout > 0:
             watcher = asyncio.ensure_future(self._stop_at_cpu_limit(cell_index))
+        start = time.perf_counter()
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if cell.cell_type == "code" and cell.source.strip():
+                self._time_cell(cell, time.perf_counter() - start)
         if self._cpu_stopped == cell_index:  # the interrupt's KeyboardInterrupt, shown as what it was
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
             cell.outputs.append(_error("CellTimeoutError", self._cpu_limit_text()))
@@ -298,6 +343,27 @@ class SandboxedExecute(Execute):
 
     def handle_comm_msg(self, outs, msg, cell_index):
         return None  # no widgets, no output hooks that route outputs elsewhere
+
+
+@contextlib.contextmanager
+def _timed(timings: Counter, phase: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] += time.perf_counter() - start
+
+
+def _kernel_time(stamp: str) -> datetime.datetime:
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _imports(source: str) -> bool:
+    """Whether a cell imports something at its top level (its time is the imports' phase)."""
+    try:
+        return any(isinstance(node, (ast.Import, ast.ImportFrom)) for node in ast.parse(source).body)
+    except SyntaxError:
+        return False
 
 
 def _cores() -> int:
@@ -402,7 +468,9 @@ class CheckResults(NbGraderPreprocessor):
         reference = reference_for(source, self.config)
         root = _course_root(self.config)
         report = Report.load(root, info["assignment"], info["student"], info["notebook"])
+        start = time.perf_counter()
         judge_notebook(nb, reference, report, resources.get("grading", {}).get("events", []))
+        report.time({**resources.get("grading", {}).get("timings", {}), "judging": time.perf_counter() - start})
         report.save(root)
         if report.flags:
             self.log.warning("Grading report: %s", report.summary())
