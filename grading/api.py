@@ -21,7 +21,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.utils import compute_checksum
 
 from grading import preprocessors, sandbox
-from grading.kernel import Sandbox
+from grading.kernel import KernelPool, Sandbox, preload_modules
 from grading.report import Report
 
 
@@ -91,8 +91,11 @@ class RunResult:
 
 def run_submission(submission: bytes | str | NotebookNode, source: Path | NotebookNode, *,
                    assignment: str = "", student: str = "submission", config=None,
-                   workdir: Path | None = None) -> RunResult:
-    """The first half of `grade_submission`: repair the submission and run it in the sandbox."""
+                   workdir: Path | None = None, kernels: KernelPool | None = None) -> RunResult:
+    """The first half of `grade_submission`: repair the submission and run it in the sandbox.
+
+    With ``kernels``, it runs in a kernel that pool started ahead, with the assignment's imports done.
+    """
     if isinstance(submission, (bytes, str)):
         text = submission.decode("utf-8") if isinstance(submission, bytes) else submission
         nb = nbformat.reads(text, as_version=4)
@@ -109,7 +112,8 @@ def run_submission(submission: bytes | str | NotebookNode, source: Path | Notebo
     start = time.perf_counter()
     nb = restore_cells(nb, source_nb, report)
     report.time({"nbgrader": time.perf_counter() - start})
-    executed, resources = preprocessors.run_sandboxed(nb, config, workdir)
+    preload = preload_modules(source_nb, settings.preload) if kernels is not None else ()
+    executed, resources = preprocessors.run_sandboxed(nb, config, workdir, kernels, preload)
     report.time(resources.get("grading", {}).get("timings", {}))
     return RunResult(executed, list(resources.get("grading", {}).get("events", [])), report)
 

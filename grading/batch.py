@@ -162,10 +162,24 @@ def reference_task(sources: dict[str, bytes], settings: dict) -> dict[str, tuple
         raise SandboxFailed(str(error)) from None
 
 
+_pools: dict[str, object] = {}
+
+
+def _kernel_pool(settings: dict):
+    """This worker's `grading.kernel.KernelPool`: its next kernel starts while a submission runs."""
+    from grading.kernel import KernelPool
+
+    key = repr(settings["config"])
+    if key not in _pools:
+        _pools[key] = KernelPool(Config(settings["config"]))
+    return _pools[key]
+
+
 def run_task(job: Job, sources: dict[str, bytes], settings: dict) -> dict:
     """Run one submission's notebooks in the sandbox: the first half of grading it.
 
     It needs no reference, so it starts at once, while the solution may still be running elsewhere.
+    Each notebook runs in a kernel this worker started ahead of it (`_kernel_pool`), used for it alone.
     """
     from nbgrader.utils import setenv
 
@@ -179,7 +193,7 @@ def run_task(job: Job, sources: dict[str, bytes], settings: dict) -> dict:
         for name, data in job.notebooks.items():
             with setenv(NBGRADER_EXECUTION="autograde"):  # as nbgrader autograde runs notebooks
                 runs[name] = run_submission(data, _source(sources[name]), assignment=job.assignment,
-                                            student=job.student, config=config)
+                                            student=job.student, config=config, kernels=_kernel_pool(settings))
     except sandbox.SandboxUnavailableError as error:
         raise SandboxFailed(str(error)) from None
     return {"runs": runs, "data": data_key(), "worker": _worker_name(), "seconds": time.perf_counter() - start,

@@ -43,7 +43,7 @@ from nbformat.notebooknode import NotebookNode
 from traitlets import Float, Integer
 
 from grading import checks, sandbox, scan
-from grading.kernel import UNSANDBOXED_WARNING, Sandbox, SandboxedKernelManager
+from grading.kernel import UNSANDBOXED_WARNING, KernelPool, Sandbox, SandboxedKernelManager
 from grading.report import Report
 
 
@@ -173,10 +173,20 @@ class SandboxedExecute(Execute):
     start_attempts = Integer(3, help="Kernels started for one notebook when a start fails before any cell "
                                      "ran (the grader's failure, not the submission's).").tag(config=True)
 
-    def __init__(self, **kwargs):
+    def __init__(self, kernels: KernelPool | None = None, preload: tuple[str, ...] = (), **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         kwargs.setdefault("store_widget_state", False)
+        # the kernel ran someone's code and is never used again: killed, not asked to shut down
+        kwargs.setdefault("shutdown_kernel", "immediate")
         super().__init__(**kwargs)
+        # where the kernel comes from: started ahead by a pool, having imported ``preload``, or here
+        self.kernels, self.preload = kernels, preload
+
+    def create_kernel_manager(self):
+        if self.kernels is None:
+            return super().create_kernel_manager()
+        self.km = self.kernels.take(self.preload)
+        return self.km
 
     def preprocess(self, nb, resources=None, km=None):
         original = copy.deepcopy(nb)
@@ -213,7 +223,10 @@ class SandboxedExecute(Execute):
 
     async def async_start_new_kernel_client(self):
         with _timed(self.timings, "kernel_start"):  # it waits until the kernel answers
-            return await super().async_start_new_kernel_client()
+            client = await super().async_start_new_kernel_client()
+        if isinstance(self.km, SandboxedKernelManager):
+            self.km.start_wall_clock()  # its notebook starts now, however long it waited for it
+        return client
 
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
@@ -393,10 +406,17 @@ def _tree_cpu_seconds(pid: int) -> float:
 _references: dict[str, dict] = {}
 
 
-def run_sandboxed(nb, config=None, workdir: Path | None = None):
-    """Execute a notebook in the sandbox (in an empty temporary folder unless ``workdir``); return it."""
+def run_sandboxed(nb, config=None, workdir: Path | None = None, kernels: KernelPool | None = None,
+                  preload: tuple[str, ...] = ()):
+    """Execute a notebook in the sandbox (in an empty temporary folder unless ``workdir``); return it.
+
+    With ``kernels``, in a kernel of that pool that has imported ``preload`` (in an empty folder of its own).
+    """
+    if kernels is not None and workdir is not None:
+        raise ValueError("a pool's kernels start before their notebook, in empty folders: no workdir")
+    settings = {"config": config} if config is not None else {}
     with tempfile.TemporaryDirectory(prefix="grading-run-") as folder:
-        executor = SandboxedExecute(config=config) if config is not None else SandboxedExecute()
+        executor = SandboxedExecute(kernels=kernels, preload=preload, **settings)
         executed, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir or folder)}})
     return executed, resources
 
