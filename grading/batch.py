@@ -25,7 +25,9 @@ grades submission after submission in the sandbox (`grading.api.run_submission`,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import importlib
@@ -265,8 +267,8 @@ class Course:
             config.merge(overrides)
         return cls(root, config)
 
-    @property
-    def coursedir(self):
+    @functools.cached_property
+    def coursedir(self):  # made once: every path of the batch is formatted by it
         from nbgrader.coursedir import CourseDirectory
 
         return CourseDirectory(config=self.config, root=str(self.root))
@@ -343,32 +345,48 @@ class GradebookWriter:
             raise BatchError(f"{assignment}: notebooks {sorted(set(notebooks) - known)} are not in the "
                              "gradebook: run `nbgrader generate_assignment` again")
 
-    def write(self, result: dict) -> bool:
-        """Record one graded submission; False (and nothing written) if its key was written already."""
-        key = result["assignment"], result["student"]
-        if self.written[key]:
-            log.warning("%s/%s was graded twice; the second result is ignored", key[1], key[0])
-            return False
+    def write(self, results: list[dict]) -> list[dict]:
+        """Record graded submissions; return those written (a key written already is not written again).
+
+        Their gradebook rows go in one transaction, then their files: autograded/ never holds a
+        submission that the gradebook lacks (the next run would skip it as graded).
+        """
+        fresh, keys = [], set()
+        for result in results:
+            key = result["assignment"], result["student"]
+            if self.written[key] or key in keys:
+                log.warning("%s/%s was graded twice; the second result is ignored", key[1], key[0])
+                continue
+            fresh.append(result)
+            keys.add(key)
+        if not fresh:
+            return []
         start = time.perf_counter()
-        self._write_gradebook(result)
-        self._write_files(result, gradebook_seconds=time.perf_counter() - start)
-        self.written[key] += 1
-        return True
+        with _one_transaction(self.gradebook.db):
+            for result in fresh:
+                self._write_gradebook(result)
+        seconds = (time.perf_counter() - start) / len(fresh)
+        for result in fresh:
+            self._write_files(result, gradebook_seconds=seconds)
+            self.written[result["assignment"], result["student"]] += 1
+        return fresh
 
     def _write_gradebook(self, result: dict) -> None:
         from nbgrader import utils
 
         gb, assignment, student = self.gradebook, result["assignment"], result["student"]
         gb.update_or_create_student(student)
-        timestamp = self.course.coursedir.get_existing_timestamp(
-            str(self.course.folder("submitted", student, assignment)))
+        folder = self.course.folder("submitted", student, assignment)
+        timestamp = self.course.coursedir.get_existing_timestamp(str(folder))
         submission = gb.update_or_create_submission(assignment, student,
                                                     **({"timestamp": timestamp} if timestamp else {}))
         for notebook in gb.find_assignment(assignment).notebooks:
             graded = result["notebooks"].get(notebook.name)
-            cells = nbformat.reads(graded["notebook"], as_version=4).cells if graded else []
+            # the workers' own output, written by nbformat: read without validating it again
+            cells = nbformat.v4.reads(graded["notebook"]).cells if graded else []
             by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in cells}
-            for grade in gb.find_submission_notebook(notebook.name, assignment, student).grades:
+            submitted = gb.find_submission_notebook(notebook.name, assignment, student)
+            for grade in submitted.grades:
                 cell = by_id.get(grade.name)
                 if cell is None:  # no submitted notebook (nbgrader gives zero) or no such cell
                     grade.auto_score, grade.needs_manual_grade = 0, False
@@ -376,13 +394,12 @@ class GradebookWriter:
                 # nbgrader's SaveAutoGrades: the verdicts in the test cells' outputs decide
                 grade.auto_score, _ = utils.determine_grade(cell, log)
                 grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-            for comment in gb.find_submission_notebook(notebook.name, assignment, student).comments:
+            for comment in submitted.comments:
                 cell = by_id.get(comment.name)
                 if cell is not None:
                     unchanged = cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
                     comment.auto_comment = "No response." if unchanged and not utils.is_task(cell) else None
-            self._late_penalty(submission, gb.find_submission_notebook(notebook.name, assignment, student))
-        gb.db.commit()
+            self._late_penalty(submission, submitted)
 
     def _late_penalty(self, submission, notebook) -> None:
         # nbgrader's AssignLatePenalties, with its configured plugin
@@ -421,6 +438,21 @@ class GradebookWriter:
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)
+
+
+@contextlib.contextmanager
+def _one_transaction(db):
+    """nbgrader's `Gradebook` commits after each change it makes; inside this block its commits only
+    flush (so its checks still see every row), and the block commits once at its end, or rolls all back."""
+    db.commit = db.flush  # an attribute of this session object, shadowing the method until the end
+    try:
+        yield
+    except BaseException:
+        del db.commit
+        db.rollback()
+        raise
+    del db.commit
+    db.commit()
 
 
 # --- on the coordinator: the batch ----------------------------------------------------------------------
@@ -569,24 +601,28 @@ def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress
                    for job, run in zip(jobs, runs)}
         bar = tqdm(total=len(futures), unit="submission", desc="grading", disable=not progress or None,
                    file=sys.stderr)
-        for future in as_completed(futures):
-            job = futures[future]
-            bar.update()
-            try:
-                result = future.result()
-            except SandboxFailed as error:
-                stopped = str(error)
-                client.cancel([*futures, *runs, *references.values()])
-                break
-            except Exception as error:  # noqa: BLE001 (one submission's failure is reported, never fatal)
-                outcomes[job.key] = Outcome(job.assignment, job.student, "failed",
-                                            error=f"{type(error).__name__}: {error}")
-                bar.write(f"FAILED {job.student}/{job.assignment}: {type(error).__name__}: {error}")
-                continue
-            if writer.write(result):
-                outcomes[job.key] = _outcome(result)
+        # Whatever has finished since the last write is written together: one gradebook transaction.
+        for finished in as_completed(futures).batches():
+            results = []
+            for future in finished:
+                job = futures[future]
+                bar.update()
+                try:
+                    results.append(future.result())
+                except SandboxFailed as error:
+                    stopped = str(error)
+                    break
+                except Exception as error:  # noqa: BLE001 (one submission's failure is reported, never fatal)
+                    outcomes[job.key] = Outcome(job.assignment, job.student, "failed",
+                                                error=f"{type(error).__name__}: {error}")
+                    bar.write(f"FAILED {job.student}/{job.assignment}: {type(error).__name__}: {error}")
+            for result in writer.write(results):
+                outcomes[result["assignment"], result["student"]] = _outcome(result)
                 if on_write is not None:
                     on_write(result, client)
+            if stopped:
+                client.cancel([*futures, *runs, *references.values()])
+                break
         bar.close()
         if stopped:
             for job in futures.values():
