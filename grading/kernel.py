@@ -18,7 +18,6 @@ started fresh for one submission and never used again.
 from __future__ import annotations
 
 import ast
-import asyncio
 import atexit
 import dataclasses
 import os
@@ -27,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -203,15 +203,14 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_kill_kernel(self, restart: bool = False) -> None:
         # SIGTERM to the launcher alone rather than jupyter_client's SIGKILL to its process group: the
         # launcher then kills the sandbox and removes its cgroups before it exits (killed, it would leave
-        # them behind). Waited for in a thread: jupyter_client polls every 0.1 s.
+        # them behind). Nobody waits for that here: a thread reaps it, while the grader goes on.
         process = self._launcher()
-        if process is not None:
-            process.terminate()
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, process.wait, 5.0)
-            except subprocess.TimeoutExpired:
-                pass
-        await super()._async_kill_kernel(restart=restart)  # reaps it, or kills a launcher that hung
+        if process is None or restart:
+            await super()._async_kill_kernel(restart=restart)
+            return
+        process.terminate()
+        threading.Thread(target=_reap, args=(process,), name="reap-kernel", daemon=True).start()
+        self.provisioner.process = None  # jupyter_client's mark of a kernel that is gone
 
     pre_start_kernel = _async_pre_start_kernel
     cleanup_resources = _async_cleanup_resources
@@ -230,6 +229,18 @@ class SandboxedKernelManager(AsyncKernelManager):
         """The launcher's exit status once the kernel has ended (`sandbox.WALL_CLOCK_EXIT`: wall clock)."""
         process = getattr(self.provisioner, "process", None)
         return None if process is None else process.poll()
+
+
+def _reap(launcher: subprocess.Popen) -> None:
+    """Wait for a launcher told to stop; kill its process group should it hang."""
+    try:
+        launcher.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(launcher.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        launcher.wait()
 
 
 class KernelPool:

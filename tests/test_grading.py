@@ -293,7 +293,7 @@ def test_a_kernel_started_ahead_is_fresh_and_out_of_reach_of_the_submission_befo
                                     kernels=pool, preload=("numpy",))
         text = _printed(executed)
         assert all(name in text for name in folders), "the kernel started ahead ran it"
-        assert launcher.poll() is not None and not ahead.has_kernel, "and ended with it"
+        assert launcher.wait(timeout=60) is not None and not ahead.has_kernel, "and ended with it"
         assert ahead not in pool._waiting, "never to be handed out again"
         assert "PRELOADED True BOUND False" in text, text  # imported ahead; no name bound in the notebook
         assert "PLANTED False False []" in text and "CWD []" in text, text
