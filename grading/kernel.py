@@ -269,9 +269,16 @@ class KernelPool:
         """A started kernel (perhaps still booting) that has imported ``preload``; the next one starts."""
         while self._waiting and self._waiting[0].sandbox_spec.preload != preload:
             _shut_down(self._waiting.popleft())  # started for another assignment's imports
-        kernel = self._waiting.popleft() if self._waiting else self._start(preload)
-        while len(self._waiting) < self.ahead:
-            self._waiting.append(self._start(preload))
+        kernel = self._waiting.popleft() if self._waiting else None
+        try:
+            if kernel is None:
+                kernel = self._start(preload)
+            while len(self._waiting) < self.ahead:
+                self._waiting.append(self._start(preload))
+        except BaseException:  # the caller never gets the kernel: it is stopped here, not left running
+            if kernel is not None:
+                _shut_down(kernel)
+            raise
         return kernel
 
     def _start(self, preload: tuple[str, ...]) -> SandboxedKernelManager:
