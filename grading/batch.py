@@ -177,6 +177,13 @@ def _kernel_pool(settings: dict):
     return _pools[key]
 
 
+def close_kernel_pools() -> None:
+    """Stop the kernels this worker started ahead: the batch is over (a long-lived worker of a shared
+    cluster would otherwise keep them until their wall clock ends)."""
+    while _pools:
+        _pools.popitem()[1].close()
+
+
 def run_task(job: Job, sources: dict[str, bytes], settings: dict) -> dict:
     """Run one submission's notebooks in the sandbox: the first half of grading it.
 
@@ -628,6 +635,10 @@ def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress
             for job in futures.values():
                 outcomes.setdefault(job.key, Outcome(job.assignment, job.student, "failed", error="batch stopped"))
     finally:
+        try:
+            client.run(close_kernel_pools, on_error="ignore")  # a worker that died has nothing left to stop
+        except Exception as error:  # noqa: BLE001 (a cluster that is gone took its kernels with it)
+            log.warning("could not stop the kernels started ahead: %s", error)
         client.close()
         if cluster is not None:
             cluster.close()
