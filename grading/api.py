@@ -11,6 +11,7 @@ gradebook) gets the graded notebook, the scores and the report.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.utils import compute_checksum
 
 from grading import preprocessors, sandbox
-from grading.kernel import Sandbox
+from grading.kernel import KernelPool, Sandbox, preload_modules
 from grading.report import Report
 
 
@@ -90,8 +91,11 @@ class RunResult:
 
 def run_submission(submission: bytes | str | NotebookNode, source: Path | NotebookNode, *,
                    assignment: str = "", student: str = "submission", config=None,
-                   workdir: Path | None = None) -> RunResult:
-    """The first half of `grade_submission`: repair the submission and run it in the sandbox."""
+                   workdir: Path | None = None, kernels: KernelPool | None = None) -> RunResult:
+    """The first half of `grade_submission`: repair the submission and run it in the sandbox.
+
+    With ``kernels``, it runs in a kernel that pool started ahead, with the assignment's imports done.
+    """
     if isinstance(submission, (bytes, str)):
         text = submission.decode("utf-8") if isinstance(submission, bytes) else submission
         nb = nbformat.reads(text, as_version=4)
@@ -105,14 +109,20 @@ def run_submission(submission: bytes | str | NotebookNode, source: Path | Notebo
     if not settings.enabled:
         report.sandbox = "none"
         report.flag("unsandboxed", "graded with the sandbox switched off")
+    start = time.perf_counter()
     nb = restore_cells(nb, source_nb, report)
-    executed, resources = preprocessors.run_sandboxed(nb, config, workdir)
+    report.time({"nbgrader": time.perf_counter() - start})
+    preload = preload_modules(source_nb, settings.preload) if kernels is not None else ()
+    executed, resources = preprocessors.run_sandboxed(nb, config, workdir, kernels, preload)
+    report.time(resources.get("grading", {}).get("timings", {}))
     return RunResult(executed, list(resources.get("grading", {}).get("events", [])), report)
 
 
 def judge_run(run: RunResult, reference: dict) -> GradeResult:
     """The second half of `grade_submission`: judge a run against the solution's records."""
+    start = time.perf_counter()
     preprocessors.judge_notebook(run.notebook, reference, run.report, run.events)
+    run.report.time({"judging": time.perf_counter() - start})
     scores: dict[str, tuple[float | None, float]] = {}
     for cell in run.notebook.cells:
         meta = cell.metadata.get("nbgrader", {})

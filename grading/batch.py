@@ -25,7 +25,9 @@ grades submission after submission in the sandbox (`grading.api.run_submission`,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import importlib
@@ -162,10 +164,31 @@ def reference_task(sources: dict[str, bytes], settings: dict) -> dict[str, tuple
         raise SandboxFailed(str(error)) from None
 
 
+_pools: dict[str, object] = {}
+
+
+def _kernel_pool(settings: dict):
+    """This worker's `grading.kernel.KernelPool`: its next kernel starts while a submission runs."""
+    from grading.kernel import KernelPool
+
+    key = repr(settings["config"])
+    if key not in _pools:
+        _pools[key] = KernelPool(Config(settings["config"]))
+    return _pools[key]
+
+
+def close_kernel_pools() -> None:
+    """Stop the kernels this worker started ahead: the batch is over (a long-lived worker of a shared
+    cluster would otherwise keep them until their wall clock ends)."""
+    while _pools:
+        _pools.popitem()[1].close()
+
+
 def run_task(job: Job, sources: dict[str, bytes], settings: dict) -> dict:
     """Run one submission's notebooks in the sandbox: the first half of grading it.
 
     It needs no reference, so it starts at once, while the solution may still be running elsewhere.
+    Each notebook runs in a kernel this worker started ahead of it (`_kernel_pool`), used for it alone.
     """
     from nbgrader.utils import setenv
 
@@ -179,7 +202,7 @@ def run_task(job: Job, sources: dict[str, bytes], settings: dict) -> dict:
         for name, data in job.notebooks.items():
             with setenv(NBGRADER_EXECUTION="autograde"):  # as nbgrader autograde runs notebooks
                 runs[name] = run_submission(data, _source(sources[name]), assignment=job.assignment,
-                                            student=job.student, config=config)
+                                            student=job.student, config=config, kernels=_kernel_pool(settings))
     except sandbox.SandboxUnavailableError as error:
         raise SandboxFailed(str(error)) from None
     return {"runs": runs, "data": data_key(), "worker": _worker_name(), "seconds": time.perf_counter() - start,
@@ -217,8 +240,10 @@ def judge_task(job: Job, sources: dict[str, bytes], run: dict, references: dict[
         if "kernelspec" in source.metadata:  # nbgrader's OverwriteKernelspec
             nb.metadata["kernelspec"] = source.metadata["kernelspec"]
         resources = {"nbgrader": {"assignment": job.assignment, "student": job.student, "notebook": name}}
+        steps_start = time.perf_counter()
         for step in steps:
             nb, resources = step(nb, resources)
+        result.report.time({"nbgrader": time.perf_counter() - steps_start})
         result.report.notebook = name
         graded[name] = {"notebook": nbformat.writes(nb), "scores": result.scores,
                         "report": dataclasses.asdict(result.report)}
@@ -249,8 +274,8 @@ class Course:
             config.merge(overrides)
         return cls(root, config)
 
-    @property
-    def coursedir(self):
+    @functools.cached_property
+    def coursedir(self):  # made once: every path of the batch is formatted by it
         from nbgrader.coursedir import CourseDirectory
 
         return CourseDirectory(config=self.config, root=str(self.root))
@@ -327,31 +352,48 @@ class GradebookWriter:
             raise BatchError(f"{assignment}: notebooks {sorted(set(notebooks) - known)} are not in the "
                              "gradebook: run `nbgrader generate_assignment` again")
 
-    def write(self, result: dict) -> bool:
-        """Record one graded submission; False (and nothing written) if its key was written already."""
-        key = result["assignment"], result["student"]
-        if self.written[key]:
-            log.warning("%s/%s was graded twice; the second result is ignored", key[1], key[0])
-            return False
-        self._write_gradebook(result)
-        self._write_files(result)
-        self.written[key] += 1
-        return True
+    def write(self, results: list[dict]) -> list[dict]:
+        """Record graded submissions; return those written (a key written already is not written again).
+
+        Their gradebook rows go in one transaction, then their files: autograded/ never holds a
+        submission that the gradebook lacks (the next run would skip it as graded).
+        """
+        fresh, keys = [], set()
+        for result in results:
+            key = result["assignment"], result["student"]
+            if self.written[key] or key in keys:
+                log.warning("%s/%s was graded twice; the second result is ignored", key[1], key[0])
+                continue
+            fresh.append(result)
+            keys.add(key)
+        if not fresh:
+            return []
+        start = time.perf_counter()
+        with _one_transaction(self.gradebook.db):
+            for result in fresh:
+                self._write_gradebook(result)
+        seconds = (time.perf_counter() - start) / len(fresh)
+        for result in fresh:
+            self._write_files(result, gradebook_seconds=seconds)
+            self.written[result["assignment"], result["student"]] += 1
+        return fresh
 
     def _write_gradebook(self, result: dict) -> None:
         from nbgrader import utils
 
         gb, assignment, student = self.gradebook, result["assignment"], result["student"]
         gb.update_or_create_student(student)
-        timestamp = self.course.coursedir.get_existing_timestamp(
-            str(self.course.folder("submitted", student, assignment)))
+        folder = self.course.folder("submitted", student, assignment)
+        timestamp = self.course.coursedir.get_existing_timestamp(str(folder))
         submission = gb.update_or_create_submission(assignment, student,
                                                     **({"timestamp": timestamp} if timestamp else {}))
         for notebook in gb.find_assignment(assignment).notebooks:
             graded = result["notebooks"].get(notebook.name)
-            cells = nbformat.reads(graded["notebook"], as_version=4).cells if graded else []
+            # the workers' own output, written by nbformat: read without validating it again
+            cells = nbformat.v4.reads(graded["notebook"]).cells if graded else []
             by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in cells}
-            for grade in gb.find_submission_notebook(notebook.name, assignment, student).grades:
+            submitted = gb.find_submission_notebook(notebook.name, assignment, student)
+            for grade in submitted.grades:
                 cell = by_id.get(grade.name)
                 if cell is None:  # no submitted notebook (nbgrader gives zero) or no such cell
                     grade.auto_score, grade.needs_manual_grade = 0, False
@@ -359,13 +401,12 @@ class GradebookWriter:
                 # nbgrader's SaveAutoGrades: the verdicts in the test cells' outputs decide
                 grade.auto_score, _ = utils.determine_grade(cell, log)
                 grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-            for comment in gb.find_submission_notebook(notebook.name, assignment, student).comments:
+            for comment in submitted.comments:
                 cell = by_id.get(comment.name)
                 if cell is not None:
                     unchanged = cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
                     comment.auto_comment = "No response." if unchanged and not utils.is_task(cell) else None
-            self._late_penalty(submission, gb.find_submission_notebook(notebook.name, assignment, student))
-        gb.db.commit()
+            self._late_penalty(submission, submitted)
 
     def _late_penalty(self, submission, notebook) -> None:
         # nbgrader's AssignLatePenalties, with its configured plugin
@@ -376,7 +417,7 @@ class GradebookWriter:
             if penalty is not None:
                 notebook.late_submission_penalty = self.late._check_late_penalty(notebook, penalty)
 
-    def _write_files(self, result: dict) -> None:
+    def _write_files(self, result: dict, gradebook_seconds: float) -> None:
         from grading.report import Report
 
         course, assignment, student = self.course, result["assignment"], result["student"]
@@ -393,6 +434,7 @@ class GradebookWriter:
         for name, graded in result["notebooks"].items():
             (staging / f"{name}.ipynb").write_text(graded["notebook"], encoding="utf-8")
             report = Report(**graded["report"])
+            report.time({"gradebook": gradebook_seconds / len(result["notebooks"])})
             report.save(course.root)
             if report.flags:
                 log.warning("Grading report: %s", report.summary())
@@ -403,6 +445,21 @@ class GradebookWriter:
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)
+
+
+@contextlib.contextmanager
+def _one_transaction(db):
+    """nbgrader's `Gradebook` commits after each change it makes; inside this block its commits only
+    flush (so its checks still see every row), and the block commits once at its end, or rolls all back."""
+    db.commit = db.flush  # an attribute of this session object, shadowing the method until the end
+    try:
+        yield
+    except BaseException:
+        del db.commit
+        db.rollback()
+        raise
+    del db.commit
+    db.commit()
 
 
 # --- on the coordinator: the batch ----------------------------------------------------------------------
@@ -551,29 +608,37 @@ def _run(jobs, sources, settings, writer, outcomes, scheduler, workers, progress
                    for job, run in zip(jobs, runs)}
         bar = tqdm(total=len(futures), unit="submission", desc="grading", disable=not progress or None,
                    file=sys.stderr)
-        for future in as_completed(futures):
-            job = futures[future]
-            bar.update()
-            try:
-                result = future.result()
-            except SandboxFailed as error:
-                stopped = str(error)
-                client.cancel([*futures, *runs, *references.values()])
-                break
-            except Exception as error:  # noqa: BLE001 (one submission's failure is reported, never fatal)
-                outcomes[job.key] = Outcome(job.assignment, job.student, "failed",
-                                            error=f"{type(error).__name__}: {error}")
-                bar.write(f"FAILED {job.student}/{job.assignment}: {type(error).__name__}: {error}")
-                continue
-            if writer.write(result):
-                outcomes[job.key] = _outcome(result)
+        # Whatever has finished since the last write is written together: one gradebook transaction.
+        for finished in as_completed(futures).batches():
+            results = []
+            for future in finished:
+                job = futures[future]
+                bar.update()
+                try:
+                    results.append(future.result())
+                except SandboxFailed as error:
+                    stopped = str(error)
+                    break
+                except Exception as error:  # noqa: BLE001 (one submission's failure is reported, never fatal)
+                    outcomes[job.key] = Outcome(job.assignment, job.student, "failed",
+                                                error=f"{type(error).__name__}: {error}")
+                    bar.write(f"FAILED {job.student}/{job.assignment}: {type(error).__name__}: {error}")
+            for result in writer.write(results):
+                outcomes[result["assignment"], result["student"]] = _outcome(result)
                 if on_write is not None:
                     on_write(result, client)
+            if stopped:
+                client.cancel([*futures, *runs, *references.values()])
+                break
         bar.close()
         if stopped:
             for job in futures.values():
                 outcomes.setdefault(job.key, Outcome(job.assignment, job.student, "failed", error="batch stopped"))
     finally:
+        try:
+            client.run(close_kernel_pools, on_error="ignore")  # a worker that died has nothing left to stop
+        except Exception as error:  # noqa: BLE001 (a cluster that is gone took its kernels with it)
+            log.warning("could not stop the kernels started ahead: %s", error)
         client.close()
         if cluster is not None:
             cluster.close()

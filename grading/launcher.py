@@ -21,7 +21,24 @@ from pathlib import Path
 from grading import sandbox
 
 
+#: The kernel's main program when it preloads modules: ipykernel_launcher's, after the imports. The
+#: notebook never sees a name bound here (ipykernel gives it a namespace of its own), the current folder
+#: leaves sys.path first as ipykernel_launcher does, and a module that fails to import is left for the
+#: notebook to fail on, as it would without preloading.
+PRELOADING_MAIN = (
+    "import importlib, sys\n"
+    "if sys.path[0] == '':\n    del sys.path[0]\n"
+    "for name in sys.argv.pop(1).split(','):\n"
+    "    try:\n        importlib.import_module(name)\n"
+    "    except Exception:\n        pass\n"
+    "from ipykernel import kernelapp\n"
+    "kernelapp.launch_new_instance()\n"
+)
+
+
 def kernel_command(spec: sandbox.SandboxSpec, connection_file: str, extra: list[str]) -> list[str]:
+    if spec.preload:
+        return [spec.python, "-c", PRELOADING_MAIN, ",".join(spec.preload), "-f", connection_file, *extra]
     return [spec.python, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
 
 
@@ -32,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     connection_file, extra = argv[1], argv[2:]
     spec = sandbox.SandboxSpec.from_json(os.environ[sandbox.SPEC_ENV])
+    # The wall clock starts again when the grader hands the kernel its notebook (SIGUSR1, sent once the
+    # kernel answers: `SandboxedKernelManager.start_wall_clock`), so that a kernel started ahead of its
+    # submission loses none of its time waiting for it.
+    wall_clock = spec.limits.wall_clock_s
+    deadline = [time.monotonic() + wall_clock]
+
+    def restart_wall_clock(signum, frame):
+        deadline[0] = time.monotonic() + wall_clock
+
+    signal.signal(signal.SIGUSR1, restart_wall_clock)
     command = kernel_command(spec, connection_file, extra)
     # ipykernel's banner goes to stdout; errors (a kernel that cannot start) stay on stderr
     if spec.enabled:
@@ -50,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts travel as messages (interrupt_mode)
     try:
         grader = int(os.environ.get(sandbox.GRADER_PID_ENV, os.getppid()))
-        status = _wait(child, spec.limits.wall_clock_s, grader)
+        status = _wait(child, deadline, wall_clock, grader)
     finally:
         if groups.oom_kills():
             print("grading.launcher: the kernel ran out of memory", file=sys.stderr)
@@ -58,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     return status if status >= 0 else 128 - status
 
 
-def _wait(child: subprocess.Popen, wall_clock_s: float, parent: int) -> int:
-    """The kernel's exit status; kill it at its wall clock, or as soon as the grader (``parent``) is gone."""
-    deadline = time.monotonic() + wall_clock_s
+def _wait(child: subprocess.Popen, deadline: list[float], wall_clock_s: float, parent: int) -> int:
+    """The kernel's exit status; kill it at its wall clock (``deadline[0]``, which a signal may move), or
+    as soon as the grader (``parent``) is gone."""
     while True:
         try:
-            return child.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            return child.wait(timeout=max(0.0, min(1.0, deadline[0] - time.monotonic())))
         except subprocess.TimeoutExpired:
             pass
         if os.getppid() != parent:  # re-parented: whoever started this kernel has died
@@ -71,7 +98,7 @@ def _wait(child: subprocess.Popen, wall_clock_s: float, parent: int) -> int:
             child.wait()
             print("grading.launcher: stopped the kernel because its grader is gone", file=sys.stderr)
             return -signal.SIGKILL
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline[0]:
             child.kill()
             child.wait()
             print(f"grading.launcher: stopped the kernel after its wall clock of {wall_clock_s:g} s",

@@ -20,12 +20,17 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
 import copy
+import datetime
 import hashlib
 import os
 import tempfile
+import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -38,7 +43,7 @@ from nbformat.notebooknode import NotebookNode
 from traitlets import Float, Integer
 
 from grading import checks, sandbox, scan
-from grading.kernel import UNSANDBOXED_WARNING, Sandbox, SandboxedKernelManager
+from grading.kernel import UNSANDBOXED_WARNING, KernelPool, Sandbox, SandboxedKernelManager
 from grading.report import Report
 
 
@@ -67,6 +72,7 @@ class InspectSubmission(NbGraderPreprocessor):
     """Sanitize step: the sandbox preflight, then repair and report tampering with the notebook's cells."""
 
     def preprocess(self, nb, resources):
+        start = time.perf_counter()
         sandbox_config = Sandbox(config=self.config)
         sandbox.check_sandbox(sandbox_config.spec())
         info = resources["nbgrader"]
@@ -82,6 +88,7 @@ class InspectSubmission(NbGraderPreprocessor):
             solutions = {c.name for c in source_nb.solution_cells}
             tasks = {c.name: c for c in source_nb.task_cells}
             repair_cells(nb, report, sources, graded, solutions, tasks)
+        report.time({"nbgrader": time.perf_counter() - start})
         report.save(_course_root(self.config))
         return nb, resources
 
@@ -166,13 +173,24 @@ class SandboxedExecute(Execute):
     start_attempts = Integer(3, help="Kernels started for one notebook when a start fails before any cell "
                                      "ran (the grader's failure, not the submission's).").tag(config=True)
 
-    def __init__(self, **kwargs):
+    def __init__(self, kernels: KernelPool | None = None, preload: tuple[str, ...] = (), **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         kwargs.setdefault("store_widget_state", False)
+        # the kernel ran someone's code and is never used again: killed, not asked to shut down
+        kwargs.setdefault("shutdown_kernel", "immediate")
         super().__init__(**kwargs)
+        # where the kernel comes from: started ahead by a pool, having imported ``preload``, or here
+        self.kernels, self.preload = kernels, preload
+
+    def create_kernel_manager(self):
+        if self.kernels is None:
+            return super().create_kernel_manager()
+        self.km = self.kernels.take(self.preload)
+        return self.km
 
     def preprocess(self, nb, resources=None, km=None):
         original = copy.deepcopy(nb)
+        self.timings: Counter = Counter()  # phase -> seconds (`grading.report.PHASES`), failed starts included
         for attempt in range(1, max(1, self.start_attempts) + 1):
             self._stopped: str | None = None
             self._cpu_stopped: int | None = None
@@ -190,8 +208,45 @@ class SandboxedExecute(Execute):
                                  type(error).__name__, error, attempt + 1, self.start_attempts)
                 nb = copy.deepcopy(original)
         if resources is not None:
-            resources.setdefault("grading", {})["events"] = self.events
+            resources.setdefault("grading", {}).update(events=self.events, timings=dict(self.timings))
         return nb, resources
+
+    # --- where the time goes: the kernel's start and stop, and each cell's time in and out of the kernel
+
+    # (nbclient's synchronous names are bound to its own coroutines: they are bound again to these)
+
+    async def async_start_new_kernel(self, **kwargs):
+        with _timed(self.timings, "kernel_start"):
+            await super().async_start_new_kernel(**kwargs)
+
+    start_new_kernel = run_sync(async_start_new_kernel)
+
+    async def async_start_new_kernel_client(self):
+        with _timed(self.timings, "kernel_start"):  # it waits until the kernel answers
+            client = await super().async_start_new_kernel_client()
+        if isinstance(self.km, SandboxedKernelManager):
+            self.km.start_wall_clock()  # its notebook starts now, however long it waited for it
+        return client
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    async def _async_cleanup_kernel(self):
+        with _timed(self.timings, "kernel_stop"):
+            await super()._async_cleanup_kernel()
+
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
+
+    def _time_cell(self, cell, seconds: float) -> None:
+        """Split a cell's wall clock into the kernel's own time (busy to idle, by the kernel's clock)
+        and the rest, spent waiting on messages."""
+        timing = cell.get("metadata", {}).get("execution", {})
+        try:
+            busy = max(0.0, min(seconds, (_kernel_time(timing["iopub.status.idle"])
+                                          - _kernel_time(timing["iopub.status.busy"])).total_seconds()))
+        except (KeyError, ValueError):  # not run to the end (a dead kernel): all of it counts as waiting
+            busy = 0.0
+        self.timings["imports" if _imports(cell.source) else "cells"] += busy
+        self.timings["waiting"] += seconds - busy
 
     def _get_timeout(self, cell):
         timeout = super()._get_timeout(cell)
@@ -201,11 +256,14 @@ class SandboxedExecute(Execute):
         watcher = None
         if cell.cell_type == "code" and cell.source.strip() and self.timeout and self.timeout > 0:
             watcher = asyncio.ensure_future(self._stop_at_cpu_limit(cell_index))
+        start = time.perf_counter()
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if cell.cell_type == "code" and cell.source.strip():
+                self._time_cell(cell, time.perf_counter() - start)
         if self._cpu_stopped == cell_index:  # the interrupt's KeyboardInterrupt, shown as what it was
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
             cell.outputs.append(_error("CellTimeoutError", self._cpu_limit_text()))
@@ -300,6 +358,27 @@ class SandboxedExecute(Execute):
         return None  # no widgets, no output hooks that route outputs elsewhere
 
 
+@contextlib.contextmanager
+def _timed(timings: Counter, phase: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] += time.perf_counter() - start
+
+
+def _kernel_time(stamp: str) -> datetime.datetime:
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _imports(source: str) -> bool:
+    """Whether a cell imports something at its top level (its time is the imports' phase)."""
+    try:
+        return any(isinstance(node, (ast.Import, ast.ImportFrom)) for node in ast.parse(source).body)
+    except SyntaxError:
+        return False
+
+
 def _cores() -> int:
     """The cores this grader (and so the kernels it starts) may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -327,10 +406,17 @@ def _tree_cpu_seconds(pid: int) -> float:
 _references: dict[str, dict] = {}
 
 
-def run_sandboxed(nb, config=None, workdir: Path | None = None):
-    """Execute a notebook in the sandbox (in an empty temporary folder unless ``workdir``); return it."""
+def run_sandboxed(nb, config=None, workdir: Path | None = None, kernels: KernelPool | None = None,
+                  preload: tuple[str, ...] = ()):
+    """Execute a notebook in the sandbox (in an empty temporary folder unless ``workdir``); return it.
+
+    With ``kernels``, in a kernel of that pool that has imported ``preload`` (in an empty folder of its own).
+    """
+    if kernels is not None and workdir is not None:
+        raise ValueError("a pool's kernels start before their notebook, in empty folders: no workdir")
+    settings = {"config": config} if config is not None else {}
     with tempfile.TemporaryDirectory(prefix="grading-run-") as folder:
-        executor = SandboxedExecute(config=config) if config is not None else SandboxedExecute()
+        executor = SandboxedExecute(kernels=kernels, preload=preload, **settings)
         executed, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir or folder)}})
     return executed, resources
 
@@ -402,7 +488,9 @@ class CheckResults(NbGraderPreprocessor):
         reference = reference_for(source, self.config)
         root = _course_root(self.config)
         report = Report.load(root, info["assignment"], info["student"], info["notebook"])
+        start = time.perf_counter()
         judge_notebook(nb, reference, report, resources.get("grading", {}).get("events", []))
+        report.time({**resources.get("grading", {}).get("timings", {}), "judging": time.perf_counter() - start})
         report.save(root)
         if report.flags:
             self.log.warning("Grading report: %s", report.summary())

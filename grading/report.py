@@ -33,6 +33,19 @@ FLAGS = (
     "cell_timeout", "output_dropped", "static_scan", "course_helper",
 )
 
+#: Where a submission's grading spends its time, in the order it happens: `Report.timings` holds the
+#: seconds of each (wall clock), so that the benchmark and an instructor can see what to make faster.
+PHASES = {
+    "kernel_start": "sandbox and kernel start (until the kernel answers)",
+    "imports": "cells that import, as the kernel timed them",
+    "cells": "the other cells, as the kernel timed them",
+    "waiting": "waiting on messages: each cell's wall clock beyond the kernel's own time",
+    "kernel_stop": "stopping the kernel and its sandbox",
+    "nbgrader": "nbgrader's preprocessors (repairs, restores, output limits)",
+    "judging": "judging the records against the solution's, the scan",
+    "gradebook": "writing the gradebook (the course's command; nbgrader's own steps are not timed)",
+}
+
 
 @dataclass
 class Report:
@@ -43,6 +56,14 @@ class Report:
     tests: dict[str, dict] = field(default_factory=dict)  # grade_id -> verdict and points
     scan: dict[str, list[str]] = field(default_factory=dict)
     sandbox: str = "bubblewrap"
+    timings: dict[str, float] = field(default_factory=dict)  # phase (`PHASES`) -> seconds
+
+    def time(self, phases: dict[str, float]) -> None:
+        """Add seconds to phases (a notebook graded in several steps adds each step's)."""
+        for phase, seconds in phases.items():
+            if phase not in PHASES:
+                raise ValueError(f"unknown phase {phase!r}")
+            self.timings[phase] = self.timings.get(phase, 0.0) + seconds
 
     def flag(self, name: str, detail: str) -> None:
         if name not in FLAGS:

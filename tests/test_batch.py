@@ -174,6 +174,26 @@ def test_a_sandbox_that_cannot_start_stops_the_batch_with_the_reason(local, tmp_
     assert not _graded_path(local.course, "nobwrap").exists() and "nobwrap" not in _grades(local.db_url)
 
 
+def test_results_written_together_are_one_transaction_all_or_nothing(tmp_path, monkeypatch):
+    from nbgrader.api import Gradebook
+    from nbgrader_fixtures.course import nbgrader_env
+
+    from grading.batch import _one_transaction
+
+    monkeypatch.setenv("PATH", nbgrader_env()["PATH"])  # nbgrader runs alembic to make the gradebook
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        with pytest.raises(RuntimeError), _one_transaction(gb.db):
+            gb.update_or_create_student("first")
+            gb.update_or_create_student("second")
+            raise RuntimeError("the coordinator fails before the batch is written")
+        assert gb.students == []
+        with _one_transaction(gb.db):
+            for name in ("first", "second"):
+                gb.update_or_create_student(name)
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        assert sorted(s.id for s in gb.students) == ["first", "second"]
+
+
 # --- a cluster: a real scheduler and workers, and PostgreSQL ---------------------------------------------
 
 

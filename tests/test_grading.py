@@ -244,6 +244,75 @@ def test_a_kernel_in_the_sandbox_sees_and_reaches_nothing(tmp_path):
     assert not (tmp_path / "evil").exists()
 
 
+# A submission that tries to reach whatever else runs: the kernel started ahead for the next submission.
+HOSTILE = """
+import os, pathlib, signal, sys
+print("PIDS", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+print("TMP", sorted(os.listdir("/tmp")), "CWD", sorted(os.listdir(".")))
+for path in ("/tmp/planted", "planted", "/dev/shm/planted"):
+    pathlib.Path(path).write_text("x")
+sys.modules["numpy"].planted = True
+os.environ["PLANTED"] = "x"
+own = {int(task) for task in os.listdir("/proc/self/task")}  # its threads' ids would kill itself
+for pid in range(1, 4096):
+    if pid not in own:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+print("STILL HERE")
+"""
+NEXT = """
+import os, sys
+print("PRELOADED", "numpy" in sys.modules, "BOUND", "numpy" in dir() or "np" in dir())
+print("PLANTED", hasattr(sys.modules["numpy"], "planted"), "PLANTED" in os.environ,
+      [p for p in ("/tmp/planted", "planted", "/dev/shm/planted") if os.path.exists(p)])
+print("CWD", sorted(os.listdir(".")), "TMP", sorted(os.listdir("/tmp")))
+"""
+
+
+def _printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.timeout(300)
+def test_a_kernel_started_ahead_is_fresh_and_out_of_reach_of_the_submission_before_it():
+    from grading.kernel import KernelPool
+
+    pool = KernelPool()
+    try:
+        executed, _ = run_sandboxed(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(HOSTILE)]),
+                                    kernels=pool, preload=("numpy",))
+        [ahead] = pool._waiting  # started while the hostile submission ran, before it ran anything
+        launcher, folders = ahead.provisioner.process, (ahead._private_dir.name, ahead.own_workdir.name)
+        hostile = _printed(executed)
+        assert "PIDS [1, 2]" in hostile and "STILL HERE" in hostile, hostile  # bubblewrap's init and itself
+        # its /tmp holds its own connection folder and working folder, never those of the kernel ahead
+        assert "CWD []" in hostile and not any(name in hostile for name in folders), hostile
+        executed, _ = run_sandboxed(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NEXT)]),
+                                    kernels=pool, preload=("numpy",))
+        text = _printed(executed)
+        assert all(name in text for name in folders), "the kernel started ahead ran it"
+        assert launcher.wait(timeout=60) is not None and not ahead.has_kernel, "and ended with it"
+        assert ahead not in pool._waiting, "never to be handed out again"
+        assert "PRELOADED True BOUND False" in text, text  # imported ahead; no name bound in the notebook
+        assert "PLANTED False False []" in text and "CWD []" in text, text
+    finally:
+        pool.close()
+
+
+def test_only_the_assignments_own_imports_of_allowed_packages_are_preloaded():
+    from grading.kernel import Sandbox, preload_modules
+
+    numpy_only = preload_modules(sub.read(CH01), Sandbox().preload)
+    assert "numpy" in numpy_only and "course_utils.records" in numpy_only
+    assert not any(m.partition(".")[0] in ("tensorflow", "keras") for m in numpy_only), numpy_only
+    training = preload_modules(sub.read(REPO_ROOT / "solutions" / "ch06_training" / "ch06_training.ipynb"),
+                               Sandbox().preload)
+    assert "keras" in training
+    assert preload_modules(sub.read(CH01), []) == ()
+
+
 @pytest.mark.timeout(300)
 def test_the_wall_clock_stops_a_notebook_that_runs_too_long(tmp_path):
     config = Config({"Sandbox": {"wall_clock": 3.0}, "ExecutePreprocessor": {"timeout": 60}})
