@@ -39,35 +39,11 @@ def _grade(assignment: str, answers: dict[str, str], student: str):
 
 
 def _kit_names() -> set[str]:
-    """Every public name of every module of the helper package that the student kit ships.
-
-    Except chapter 8's automatic differentiation operations (``course_utils.autodiff.sigmoid``, ...): they
-    take and return its ``Tensor`` nodes, not arrays, so no answer can be one of them (an answer that calls
-    one is flagged ``course_helper`` by the grader, as any call of a helper is).
-    """
-    from course_utils import autodiff
-
+    """Every public name of every module of the helper package that the student kit ships."""
     names = set()
     for module in pkgutil.iter_modules(course_utils.__path__, "course_utils."):
-        found = dir(importlib.import_module(module.name))
-        if module.name == autodiff.__name__:
-            found = [name for name in found if not _is_tensor_operation(getattr(autodiff, name))]
-        names |= {name for name in found if not name.startswith("_")}
+        names |= {name for name in dir(importlib.import_module(module.name)) if not name.startswith("_")}
     return names
-
-
-def _is_tensor_operation(obj) -> bool:
-    """A function of course_utils.autodiff whose result, on an array, is a Tensor node."""
-    import numpy as np
-
-    from course_utils import autodiff
-
-    if not callable(obj) or isinstance(obj, type) or getattr(obj, "__module__", "") != autodiff.__name__:
-        return False
-    try:
-        return isinstance(obj(autodiff.Tensor(np.ones((2, 2)))), autodiff.Tensor)
-    except Exception:  # noqa: BLE001 (a function of other arguments is no Tensor operation)
-        return False
 
 
 def _answer_names(path: Path) -> dict[str, set[str]]:
