@@ -276,9 +276,18 @@ def test_ch6_overfitting_sentence_follows_the_validation_loss_and_its_noise(chap
         assert value("ch6_final_loss") < value("ch6_train_loss_at_best_epoch")
 
 
-def test_ch6_the_validation_set_chooses_the_epoch_and_the_models_are_compared_pairwise(chapter):
+def _check_paired_test(accuracy_a, accuracy_b, only_a, only_b, n, glued_p) -> float:
+    """Two models scored on the same ``n`` images: their accuracies differ by exactly the images only one
+    gets right, and the glued p-value is McNemar's exact test on those; returns that p-value."""
     from scipy.stats import binomtest
 
+    assert accuracy_a - accuracy_b == pytest.approx((only_a - only_b) / n, abs=1e-9)
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    assert glued_p == pytest.approx(p, rel=1e-6)
+    return p
+
+
+def test_ch6_the_validation_set_chooses_the_epoch_and_the_models_are_compared_pairwise(chapter):
     from course_utils.models import accuracy_standard_error
 
     notebook = chapter["06_training"]
@@ -287,10 +296,8 @@ def test_ch6_the_validation_set_chooses_the_epoch_and_the_models_are_compared_pa
     assert value("ch6_test_accuracy_se") == pytest.approx(accuracy_standard_error(final, n_test))
     assert value("ch6_chosen_difference_pp") == pytest.approx(100 * (chosen - final))
     only_chosen, only_final = value("ch6_only_chosen_right"), value("ch6_only_final_right")
-    assert chosen - final == pytest.approx((only_chosen - only_final) / n_test, abs=1e-9)
+    p = _check_paired_test(chosen, final, only_chosen, only_final, n_test, value("ch6_mcnemar_p"))
     disagreements = only_chosen + only_final
-    p = binomtest(only_chosen, disagreements, 0.5).pvalue if disagreements else 1.0
-    assert value("ch6_mcnemar_p") == pytest.approx(p, rel=1e-6)
     sentence = value("ch6_epoch_choice")
     if value("ch6_best_val_loss_epoch") == value("ch6_n_epochs"):
         assert chosen == final and "lowest after the last epoch" in sentence
@@ -474,8 +481,6 @@ def test_ch7_vanishing_gradient_holds_over_several_draws(chapter):
 
 
 def test_ch7_the_validation_set_chooses_the_width_and_the_epoch(chapter):
-    from scipy.stats import binomtest
-
     notebook = chapter["07_going_further"]
     value = functools.partial(glued_value, notebook)
     n_train, n_validation, n_fit = value("ch7_n_train"), value("ch7_n_validation"), value("ch7_n_fit")
@@ -490,10 +495,9 @@ def test_ch7_the_validation_set_chooses_the_width_and_the_epoch(chapter):
     chosen_accuracy, other_accuracy = value("ch7_chosen_val_accuracy"), value("ch7_other_val_accuracy")
     assert chosen_accuracy > other_accuracy or (chosen_accuracy == other_accuracy and chosen < other)
     only_chosen, only_other = value("ch7_val_only_chosen"), value("ch7_val_only_other")
-    assert chosen_accuracy - other_accuracy == pytest.approx((only_chosen - only_other) / n_validation, abs=1e-9)
+    p = _check_paired_test(chosen_accuracy, other_accuracy, only_chosen, only_other, n_validation,
+                           value("ch7_val_mcnemar_p"))
     disagreements = only_chosen + only_other
-    p = binomtest(only_chosen, disagreements, 0.5).pvalue if disagreements else 1.0
-    assert value("ch7_val_mcnemar_p") == pytest.approx(p, rel=1e-6)
     sentence = value("ch7_width_sentence")
     assert sentence.startswith(f"On the validation images, {chosen:,} units" if p < 0.05 else "The two widths are not clearly")
     assert f"of the {disagreements} images" in sentence
